@@ -1,0 +1,1 @@
+"""The base registry: buildings, street networks and monitoring zones of a city."""
