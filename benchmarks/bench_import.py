@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,11 +62,12 @@ def main() -> None:
             urls = {"sqlite": f"sqlite:///{Path(tmp) / f'b{k}.sqlite'}"}
             if args.postgres:
                 urls["postgresql"] = args.postgres
+            print(f"… extract {src.name} ready", file=sys.stderr, flush=True)
             for db, url in urls.items():
                 engine = make_engine(url)
                 migrate(engine)
                 t0 = time.perf_counter()
-                rep = import_osm(engine, path=src, name=f"bench{k}")
+                rep = import_osm(engine, path=src, name=f"bench{k}", progress=lambda m: print(f"… {db}: {m}", file=sys.stderr, flush=True))
                 out.append({
                     "extract": src.name, "pbf_bytes": src.stat().st_size, "database": db,
                     "seconds": round(time.perf_counter() - t0, 2),

@@ -187,6 +187,43 @@ def demo(
     uvicorn.run(create_app(settings, engine=done["engine"]), host=host, port=port, log_level="info")
 
 
+#: Domain command modules; each defines ``register(app: typer.Typer)``.
+DOMAIN_CLIS = (
+    "citytwin.crowd.cli",
+    "citytwin.hazard.cli",
+    "citytwin.evacuation.cli",
+)
+
+
+def _register_domains() -> None:
+    import importlib
+
+    for name in DOMAIN_CLIS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # that domain is not installed in this build
+            raise
+        module.register(app)
+
+
+def _register_sensors() -> None:
+    try:
+        from citytwin.sensors import cli as sensors_cli
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("citytwin.sensors", "citytwin.sensors.cli"):
+            raise
+        return
+    app.add_typer(sensors_cli.key_app, name="key", help="Manage machine API keys scoped to Datastreams.")
+    if hasattr(sensors_cli, "replay_command"):
+        app.command("replay")(sensors_cli.replay_command)
+
+
+_register_sensors()
+_register_domains()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
