@@ -1,0 +1,124 @@
+"""Conformance class 7: create Observations via MQTT (against a real broker)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.sensors.conftest import (
+    STA,
+    create,
+    make_client,
+    mqtt_address,
+    require_service,
+    thing_body,
+    token,
+)
+from tests.sensors.test_frost_client import free_port
+
+pytestmark = pytest.mark.mqtt
+
+
+def publisher(host: str, port: int) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2)
+    c.connect(host, port)
+    c.loop_start()
+    return c
+
+
+def wait_for(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def mqtt_twin(tmp_path, engine):
+    host, port = mqtt_address()
+    require_service("MQTT broker", host, port)
+    with make_client(tmp_path, engine, mqtt_url=f"mqtt://{host}:{port}") as c:
+        bridge = c.app.state.mqtt_bridge
+        assert bridge.connected.wait(10)
+        hdr = {"Authorization": f"Bearer {token(c, 'operator')}"}
+        tid = create(c, hdr, "Things", thing_body())
+        did = c.get(f"{STA}/Things({tid})/Datastreams", headers=hdr).json()["value"][0]["@iot.id"]
+        yield c, hdr, did, bridge, (host, port)
+
+
+def test_observation_published_is_created_and_invalid_is_refused(mqtt_twin):
+    c, hdr, did, bridge, (host, port) = mqtt_twin
+    pub = publisher(host, port)
+    try:
+        pub.publish(f"v1.1/Datastreams({did})/Observations", json.dumps({"result": 42, "parameters": {"m": "a"}}), qos=1).wait_for_publish(5)
+        pub.publish("v1.1/Observations", json.dumps({"result": 43, "Datastream": {"@iot.id": did}}), qos=1).wait_for_publish(5)
+        pub.publish(f"v1.1/Datastreams({did})/Observations", json.dumps({"result": "not a number"}), qos=1).wait_for_publish(5)
+        pub.publish(f"v1.1/Datastreams({did})/Observations", b"{broken", qos=1).wait_for_publish(5)
+        obs = wait_for(lambda: (v := c.get(f"{STA}/Datastreams({did})/Observations?$orderby=result", headers=hdr).json()["value"]) and len(v) >= 2 and v)
+        assert [o["result"] for o in obs] == [42, 43]
+        reasons = wait_for(lambda: len(bridge.rejected) >= 2 and [r for _, r in bridge.rejected])
+        assert any("result" in r for r in reasons) and any("JSON" in r for r in reasons)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+
+
+def test_twin_works_without_broker(client, op):
+    assert not hasattr(client.app.state, "mqtt_bridge")
+    assert client.post(f"{STA}/Things", json=thing_body(), headers=op).status_code == 201
+
+
+@pytest.mark.slow
+def test_reconnects_after_broker_restart(tmp_path, engine):
+    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if shutil.os.path.exists("/usr/sbin/mosquitto") else None)
+    if binary is None:
+        pytest.skip("no mosquitto binary to run a private broker")
+    port = free_port()
+    conf = tmp_path / "m.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {tmp_path}/\n")
+
+    def broker():
+        p = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _open(port))
+        return p
+
+    proc = broker()
+    try:
+        with make_client(tmp_path, engine, mqtt_url=f"mqtt://127.0.0.1:{port}") as c:
+            bridge = c.app.state.mqtt_bridge
+            assert bridge.connected.wait(10)
+            hdr = {"Authorization": f"Bearer {token(c, 'operator')}"}
+            tid = create(c, hdr, "Things", thing_body())
+            did = c.get(f"{STA}/Things({tid})/Datastreams", headers=hdr).json()["value"][0]["@iot.id"]
+            proc.terminate()
+            proc.wait(10)
+            wait_for(lambda: not bridge.connected.is_set())
+            proc = broker()
+            assert bridge.connected.wait(20)
+            pub = publisher("127.0.0.1", port)
+            pub.publish(f"v1.1/Datastreams({did})/Observations", json.dumps({"result": 7}), qos=1).wait_for_publish(5)
+            wait_for(lambda: c.get(f"{STA}/Observations", headers=hdr).json()["value"])
+            pub.loop_stop()
+            pub.disconnect()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _open(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
