@@ -69,7 +69,13 @@ def _optional_routers():
     import importlib
 
     installers = []
-    for mod in ("citytwin.api.routers.hazard", "citytwin.api.routers.evacuation", "citytwin.api.routers.crowd", "citytwin.api.routers.sensors"):
+    for mod in (
+        "citytwin.api.routers.sensors",
+        "citytwin.api.routers.feeds",
+        "citytwin.api.routers.crowd",
+        "citytwin.api.routers.hazard",
+        "citytwin.api.routers.evacuation",
+    ):
         try:
             module = importlib.import_module(mod)
         except ModuleNotFoundError as exc:
