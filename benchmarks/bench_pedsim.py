@@ -1,0 +1,83 @@
+"""Adapter overhead: citytwin's JuPedSim adapter vs raw JuPedSim on the same scenario.
+
+Scenario (issue 6): 1,000 agents in a 40 m × 40 m room, one 2 m door, CollisionFreeSpeedModel
+defaults, desired speed 1.34 m/s, dt 0.01 s. Both sides use the same start positions (the
+adapter's placement for the seed) and the same exit corridor, so the simulated evacuation
+times match; the wall-clock difference is the adapter's cost (validation, placement, exit
+choice, pre-movement release, exact exit times, 0.5 s trajectory sampling) and, reported
+separately, the PedPy analysis.
+
+Run: ``.venv/bin/python benchmarks/bench_pedsim.py [--agents 1000] [--seed 1]``; prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jupedsim as jps
+import shapely
+
+from citytwin.evacuation import pedsim
+from citytwin.evacuation._pedsim_engine import prepare_agents
+
+
+def scenario(agents: int, seed: int) -> dict:
+    return {
+        "schema_version": 1,
+        "name": "bench 40x40 one 2 m door",
+        "walkable_area": [[0, 0], [40, 0], [40, 40], [0, 40]],
+        "exits": [{"name": "door", "door": [[40, 19], [40, 21]]}],
+        "agents": [{"name": "all", "count": agents,
+                    "spawn": [[0, 0], [40, 0], [40, 40], [0, 40]],
+                    "speed_m_per_s": {"mean": 1.34, "sd": 0.0}}],
+        "model": "CollisionFreeSpeedModel",
+        "simulation": {"dt_s": 0.01, "max_time_s": 3600, "seeds": [seed]},
+    }
+
+
+def raw_jupedsim(sc: pedsim.Scenario, seed: int) -> dict:
+    """The same simulation written directly against JuPedSim (the reference)."""
+    positions = prepare_agents(sc, seed)[0]
+    exit_ = sc.exits[0]
+    t0 = time.perf_counter()
+    sim = jps.Simulation(model=jps.CollisionFreeSpeedModel(), geometry=sc.geometry, dt=0.01)
+    stage = sim.add_exit_stage(shapely.get_coordinates(exit_.stage.exterior)[:-1].tolist())
+    journey = sim.add_journey(jps.JourneyDescription([stage]))
+    for p in positions:
+        sim.add_agent(jps.CollisionFreeSpeedModelAgentParameters(
+            position=tuple(p), journey_id=journey, stage_id=stage, desired_speed=1.34))
+    while sim.agent_count() > 0:
+        sim.iterate()
+    return {"wall_time_s": time.perf_counter() - t0, "evacuation_time_s": sim.elapsed_time()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agents", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    sc = pedsim.load_scenario(scenario(args.agents, args.seed))
+    raw = raw_jupedsim(sc, args.seed)
+    t0 = time.perf_counter()
+    res = pedsim.run_scenario(sc, seed=args.seed)
+    adapter_total = time.perf_counter() - t0
+    sim_only = res.simulation_wall_time_s
+    print(json.dumps({
+        "agents": args.agents, "seed": args.seed,
+        "raw_wall_time_s": round(raw["wall_time_s"], 2),
+        "raw_evacuation_time_s": round(raw["evacuation_time_s"], 2),
+        "adapter_simulation_wall_time_s": round(sim_only, 2),
+        "adapter_total_wall_time_s": round(adapter_total, 2),
+        "analysis_wall_time_s": round(adapter_total - sim_only, 2),
+        "adapter_evacuation_time_s": round(res.evacuation_time_s, 2),
+        "overhead_simulation_pct": round(100 * (sim_only / raw["wall_time_s"] - 1), 1),
+        "overhead_total_pct": round(100 * (adapter_total / raw["wall_time_s"] - 1), 1),
+        "door_specific_flow_p_per_m_s": res.exits[0]["specific_flow_p_per_m_s"],
+        "goal_overhead_pct": 10,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
