@@ -2,3 +2,4 @@
 // (sensors, crowd, incident, evacuation); `order` in each module decides the tab position.
 import './city.js';
 import './incident.js';
+import './evacuation.js';
