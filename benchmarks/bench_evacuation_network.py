@@ -86,7 +86,9 @@ CASES = {
 }
 
 
-def run_case(name: str, *, exact: bool, exact_max_arcs: int, seed: int = 42) -> dict:
+def run_case(
+    name: str, *, exact: bool, exact_max_arcs: int, seed: int = 42, dt: float | None = None
+) -> dict:
     c = CASES[name]
     net = grid_network(c["nx"], c["ny"], spacing_m=c["spacing"], mode=c["mode"], seed=seed)
     cx = c["nx"] * c["spacing"] * 0.45
@@ -112,6 +114,7 @@ def run_case(name: str, *, exact: bool, exact_max_arcs: int, seed: int = 42) -> 
         margin_m=100.0,
         exact="auto" if exact else False,
         exact_max_arcs=exact_max_arcs,
+        time_step_s=dt,
         **kw,
     )
     wall = time.perf_counter() - t0
@@ -151,9 +154,10 @@ def main() -> None:
     ap.add_argument("--exact", action="store_true", help="also compute the exact optimum")
     ap.add_argument("--exact-max-arcs", type=int, default=40_000_000)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--dt", type=float, default=None, help="time step, s (default: automatic)")
     a = ap.parse_args()
     out = [
-        run_case(n, exact=a.exact, exact_max_arcs=a.exact_max_arcs, seed=a.seed)
+        run_case(n, exact=a.exact, exact_max_arcs=a.exact_max_arcs, seed=a.seed, dt=a.dt)
         for n in a.cases.split(",")
     ]
     print(json.dumps(out, indent=1))

@@ -1,16 +1,29 @@
 """Ingest benchmark of the SensorThings middleware; prints JSON figures.
 
-Usage: ``.venv/bin/python benchmarks/bench_ingest.py [--n 100000] [--pg URL] [--mqtt HOST:PORT]``
+Usage: ``.venv/bin/python benchmarks/bench_ingest.py [--n 100000] [--pg URL|""] [--mqtt HOST:PORT|""]``
 
-Figures: observations/s via POST /CreateObservations (SQLite, PostgreSQL), via single POSTs,
-via MQTT; the raw insert rate of the same rows (executemany into the same table, the limit);
-and the latest Observation of 1,000 Datastreams in one query (ms).
+The server (uvicorn, in this process) and the load generators (separate processes, with request
+bodies encoded before the clock starts) do not share an interpreter, so the figures are the
+server's. 1,000 Datastreams; every figure uses all of them:
+
+* ``create_observations_obs_per_s``: POST /CreateObservations, 4 client processes, each request
+  50 Datastreams x 100 rows = 5,000 Observations; after it every Datastream has data.
+* ``single_post_obs_per_s``: POST /Observations one at a time, 4 client threads.
+* ``mqtt_obs_per_s``: QoS 1 publishes to ``v1.1/Datastreams(ID)/Observations`` over all streams,
+  closed loop (at most ``--mqtt-window`` published but not yet stored, so that the broker's
+  default queue limit of 1,000 messages per client never drops any), counted when committed.
+* ``raw_*_obs_per_s``: the same rows (same values, same table, same database) inserted in one
+  transaction: ``raw_executemany`` through the driver (``cursor.executemany`` of prepared
+  tuples, the limit asked for), ``raw_sqlalchemy`` through SQLAlchemy Core ``executemany``, and
+  on PostgreSQL ``raw_copy`` (``COPY``, the database's fastest path).
+* ``latest_of_1000_ms``: the latest Observation of all 1,000 Datastreams in one query.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import socket
 import tempfile
 import threading
@@ -26,12 +39,14 @@ import uvicorn
 from citytwin import security
 from citytwin.api.app import create_app
 from citytwin.sensors import schema as s
-from citytwin.sensors.ingest import insert_rows, result_columns
+from citytwin.sensors.ingest import COLUMNS
 from citytwin.settings import Settings
 from citytwin.store import make_engine, migrate
 
 OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
 PW = "benchmark-password-1"
+N_STREAMS = 1000
+CLIENTS = 4
 
 
 def _port() -> int:
@@ -59,125 +74,246 @@ def _setup(base: str, n_streams: int) -> tuple[dict, list[int]]:
         "Sensor": {"name": "s", "description": "d", "encodingType": "text/html", "metadata": "m"} if i == 0 else {"@iot.id": 1},
         "ObservedProperty": {"name": "p", "definition": "d", "description": "d"} if i == 0 else {"@iot.id": 1},
     } for i in range(n_streams)]}
-    r = httpx.post(f"{base}/sta/v1.1/Things", json=body, headers=hdr, timeout=120)
+    r = httpx.post(f"{base}/sta/v1.1/Things", json=body, headers=hdr, timeout=300)
     assert r.status_code == 201, r.text
     ids = [d["@iot.id"] for d in httpx.get(f"{base}/sta/v1.1/Datastreams?$top=10000&$select=id", headers=hdr, timeout=60).json()["value"]]
     return hdr, ids
 
 
-def bench_db(url: str | None, *, n: int, batch: int, mqtt: str | None) -> dict:
+def _dataset(n: int, ds: list[int], t0: datetime, rows_per_group: int = 100, groups_per_request: int = 50):
+    """Requests of the batched phase: (datastream, [(time, value)...]) groups; every stream gets rows."""
+    requests, k = [], 0
+    per_stream = max(1, n // len(ds))
+    rows_per_group = min(rows_per_group, per_stream)
+    groups = [(d, b) for b in range(0, per_stream, rows_per_group) for d in ds]
+    for g in range(0, len(groups), groups_per_request):
+        req = []
+        for d, b in groups[g : g + groups_per_request]:
+            rows = [((t0 + timedelta(seconds=b + i)).isoformat(), float(k + i)) for i in range(rows_per_group)]
+            k += rows_per_group
+            req.append((d, rows))
+        requests.append(req)
+    return requests
+
+
+def _post_bodies(base: str, hdr: dict, bodies: list[bytes], path: str, ready, go) -> None:
+    """Client process: POST pre-encoded bodies one after another (201 expected)."""
+    with httpx.Client(headers={**hdr, "Content-Type": "application/json"}, timeout=600) as c:
+        ready.set()
+        go.wait()
+        for body in bodies:
+            r = c.post(f"{base}{path}", content=body)
+            assert r.status_code == 201, r.text[:300]
+            if path.endswith("CreateObservations"):
+                assert "error" not in r.json()
+
+
+def _run_clients(base: str, hdr: dict, per_client: list[list[bytes]], path: str) -> float:
+    ctx = mp.get_context("spawn")
+    go = ctx.Event()
+    procs = []
+    for bodies in per_client:
+        ready = ctx.Event()
+        p = ctx.Process(target=_post_bodies, args=(base, hdr, bodies, path, ready, go))
+        p.start()
+        ready.wait(120)
+        procs.append(p)
+    start = time.perf_counter()
+    go.set()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0, "a client failed"
+    return time.perf_counter() - start
+
+
+def _single_posts(base: str, hdr: dict, ds: list[int], m: int, ready, go) -> None:
+    bodies = [json.dumps({"result": i, "Datastream": {"@iot.id": ds[i % len(ds)]}}).encode() for i in range(m)]
+
+    def one(part):
+        with httpx.Client(headers={**hdr, "Content-Type": "application/json"}, timeout=60) as c:
+            for b in part:
+                assert c.post(f"{base}/sta/v1.1/Observations", content=b).status_code == 201
+
+    ready.set()
+    go.wait()
+    ths = [threading.Thread(target=one, args=(bodies[w::CLIENTS],)) for w in range(CLIENTS)]
+    [t.start() for t in ths]
+    [t.join() for t in ths]
+
+
+def _mqtt_publisher(host: str, port: int, ds: list[int], n: int, window: int, progress, ready, go) -> None:
+    import paho.mqtt.client as pm
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    payloads = [(f"v1.1/Datastreams({ds[i % len(ds)]})/Observations", json.dumps({"result": i})) for i in range(n)]
+    c = pm.Client(CallbackAPIVersion.VERSION2)
+    c.max_inflight_messages_set(1000)
+    c.connect(host, port)
+    c.loop_start()
+    ready.set()
+    go.wait()
+    base = progress.value
+    infos = []
+    for i, (topic, payload) in enumerate(payloads):
+        while i - (progress.value - base) > window:
+            time.sleep(0.0005)
+        infos.append(c.publish(topic, payload, qos=1))
+    for info in infos:
+        info.wait_for_publish(60)
+    c.loop_stop()
+    c.disconnect()
+
+
+def _db_rows(requests, dialect: str) -> list[tuple]:
+    """The rows of the batched phase as the ingest stores them (values in COLUMNS order)."""
+    out = []
+    for req in requests:
+        for d, rows in req:
+            for t, v in rows:
+                pt = datetime.fromisoformat(t).astimezone(UTC)
+                out.append((d, None, pt.isoformat(" ", "microseconds")[:26] if dialect == "sqlite" else pt,
+                            None, None, None, None, s.RESULT_NUMBER, v, None, "null", "null", "null"))
+    return out
+
+
+def _raw(engine, rows: list[tuple]) -> dict:
+    out = {}
+    dialect = engine.dialect.name
+    cols = ", ".join(COLUMNS)
+    ph = ", ".join(["?" if dialect == "sqlite" else "%s"] * len(COLUMNS))
+    with engine.begin() as c:
+        cur = c.connection.driver_connection.cursor()
+        start = time.perf_counter()
+        cur.executemany(f"INSERT INTO sta_observations ({cols}) VALUES ({ph})", rows)
+        cur.close()
+    out["raw_executemany_obs_per_s"] = round(len(rows) / (time.perf_counter() - start))
+    dicts = [dict(zip(COLUMNS, r, strict=True)) | {"phenomenon_time": datetime.fromisoformat(r[2]).replace(tzinfo=UTC)
+                                                   if isinstance(r[2], str) else r[2],
+                                                   "result_json": None, "result_quality": None, "parameters": None}
+             for r in rows]
+    start = time.perf_counter()
+    with engine.begin() as c:
+        c.execute(s.sta_observations.insert(), dicts)
+    out["raw_sqlalchemy_obs_per_s"] = round(len(rows) / (time.perf_counter() - start))
+    if dialect == "postgresql":
+        start = time.perf_counter()
+        with engine.begin() as c, c.connection.driver_connection.cursor() as cur:
+            with cur.copy(f"COPY sta_observations ({cols}) FROM STDIN") as cp:
+                for r in rows:
+                    cp.write_row(r)
+        out["raw_copy_obs_per_s"] = round(len(rows) / (time.perf_counter() - start))
+    return out
+
+
+def bench_db(url: str | None, *, n: int, mqtt: str | None, mqtt_n: int, mqtt_window: int) -> dict:
     tmp = Path(tempfile.mkdtemp())
-    engine = make_engine(url or f"sqlite:///{tmp / 'bench.sqlite'}")
-    if url:  # fresh schema on PostgreSQL
+    schema = None
+    if url:  # a fresh schema on PostgreSQL, set per connection in the connection string (a SET in
+        # a connect hook would be rolled back with the pool's reset on the first check-in)
         schema = f"bench_{uuid.uuid4().hex[:8]}"
-        with engine.begin() as c:
+        admin = sa.create_engine(url)
+        with admin.begin() as c:
             c.exec_driver_sql(f"CREATE SCHEMA {schema}")
-
-        @sa.event.listens_for(engine, "connect")
-        def _sp(dbapi_conn, _r):
-            with dbapi_conn.cursor() as cur:
-                cur.execute(f"SET search_path TO {schema}")
-
-        engine.dispose()
+        url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    engine = make_engine(url or f"sqlite:///{tmp / 'bench.sqlite'}")
     migrate(engine)
     with engine.begin() as c:
         security.create_user(c, name="bench", password=PW, role="operator")
     app, server, th, base = _serve(engine, tmp, mqtt_url=f"mqtt://{mqtt}" if mqtt else None)
-    out: dict = {}
+    out: dict = {"mqtt_notifications": bool(mqtt)}
     try:
-        hdr, ds = _setup(base, 1000)
+        hdr, ds = _setup(base, N_STREAMS)
         t0 = datetime.now(UTC) - timedelta(days=1)
-        # batched via /CreateObservations, 4 parallel clients on different Datastreams
-        per = n // 4
-
-        def worker(w: int):
-            with httpx.Client(headers=hdr, timeout=300) as c:
-                for b in range(0, per, batch):
-                    rows = [[(t0 + timedelta(milliseconds=w * per + b + i)).isoformat(), float(i)] for i in range(batch)]
-                    r = c.post(f"{base}/sta/v1.1/CreateObservations", json=[
-                        {"Datastream": {"@iot.id": ds[(w * 7 + b // batch) % len(ds)]}, "components": ["phenomenonTime", "result"], "dataArray": rows}])
-                    assert r.status_code == 201
-
-        start = time.perf_counter()
-        ths = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
-        [t.start() for t in ths]
-        [t.join() for t in ths]
-        out["create_observations_obs_per_s"] = round(4 * per / (time.perf_counter() - start))
+        # batched via /CreateObservations
+        requests = _dataset(n, ds, t0)
+        bodies = [json.dumps([{"Datastream": {"@iot.id": d}, "components": ["phenomenonTime", "result"],
+                               "dataArray": rows} for d, rows in req]).encode() for req in requests]
+        n_obs = sum(len(rows) for req in requests for _, rows in req)
+        elapsed = _run_clients(base, hdr, [bodies[w::CLIENTS] for w in range(CLIENTS)], "/sta/v1.1/CreateObservations")
+        out["create_observations_obs_per_s"] = round(n_obs / elapsed)
+        out["create_observations_n"] = n_obs
         # single POSTs
         m = 2000
+        ctx = mp.get_context("spawn")
+        ready, go = ctx.Event(), ctx.Event()
+        p = ctx.Process(target=_single_posts, args=(base, hdr, ds, m, ready, go))
+        p.start()
+        ready.wait(120)
         start = time.perf_counter()
-
-        def single(w: int):
-            with httpx.Client(headers=hdr, timeout=60) as c:
-                for i in range(m // 4):
-                    assert c.post(f"{base}/sta/v1.1/Observations", json={"result": i, "Datastream": {"@iot.id": ds[w]}}).status_code == 201
-
-        ths = [threading.Thread(target=single, args=(w,)) for w in range(4)]
-        [t.start() for t in ths]
-        [t.join() for t in ths]
+        go.set()
+        p.join()
+        assert p.exitcode == 0
         out["single_post_obs_per_s"] = round(m / (time.perf_counter() - start))
-        # raw insert rate of the same rows (the limit)
-        rows = [{"datastream_id": ds[0], "feature_id": None, "phenomenon_time": t0 + timedelta(seconds=i), "phenomenon_time_end": None,
-                 "result_time": None, "valid_time_start": None, "valid_time_end": None, "result_quality": None, "parameters": None,
-                 **result_columns(float(i), OM)} for i in range(n // 2)]
-        start = time.perf_counter()
-        with engine.begin() as c:
-            for b in range(0, len(rows), batch):
-                insert_rows(c, rows[b : b + batch])
-        out["raw_insert_obs_per_s"] = round(len(rows) / (time.perf_counter() - start))
-        out["create_observations_fraction_of_raw"] = round(out["create_observations_obs_per_s"] / out["raw_insert_obs_per_s"], 2)
-        # latest observation of 1,000 Datastreams in one query
+        # MQTT
+        if mqtt:
+            out.update(bench_mqtt(app, mqtt, ds, n=mqtt_n, window=mqtt_window))
+        # latest observation of 1,000 Datastreams in one query (all of them have data)
         ob, dst = s.sta_observations, s.sta_datastreams
-        q = sa.select(dst.c.id, ob.c.phenomenon_time, ob.c.result_number).join(ob, ob.c.id == dst.c.last_observation_id).where(dst.c.id.in_(ds[:1000]))
+        q = (sa.select(dst.c.id, ob.c.phenomenon_time, ob.c.result_number)
+             .join(ob, ob.c.id == dst.c.last_observation_id).where(dst.c.id.in_(ds[:N_STREAMS])))
         with engine.connect() as c:
             c.execute(q).all()
             start = time.perf_counter()
-            for _ in range(10):
+            for _ in range(20):
                 got = c.execute(q).all()
-            out["latest_of_1000_ms"] = round((time.perf_counter() - start) / 10 * 1000, 2)
+            out["latest_of_1000_ms"] = round((time.perf_counter() - start) / 20 * 1000, 2)
             out["latest_of_1000_rows"] = len(got)
-        if mqtt:
-            out.update(bench_mqtt(app, mqtt, ds, engine))
+        # raw insert of the same rows (the limit)
+        out.update(_raw(engine, _db_rows(requests, engine.dialect.name)))
+        for k in ("raw_executemany", "raw_sqlalchemy", "raw_copy"):
+            if f"{k}_obs_per_s" in out:
+                out[f"create_observations_fraction_of_{k}"] = round(out["create_observations_obs_per_s"] / out[f"{k}_obs_per_s"], 2)
+                if "mqtt_obs_per_s" in out:
+                    out[f"mqtt_fraction_of_{k}"] = round(out["mqtt_obs_per_s"] / out[f"{k}_obs_per_s"], 3)
     finally:
         server.should_exit = True
         th.join(timeout=10)
+        engine.dispose()
+        if schema:
+            with admin.begin() as c:
+                c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+            admin.dispose()
     return out
 
 
-def bench_mqtt(app, mqtt: str, ds: list[int], engine, n: int = 20000) -> dict:
-    import paho.mqtt.client as pm
-    from paho.mqtt.enums import CallbackAPIVersion
-
+def bench_mqtt(app, mqtt: str, ds: list[int], *, n: int, window: int) -> dict:
     bridge = app.state.mqtt_bridge
-    bridge.connected.wait(10)
-    before = bridge.accepted
+    assert bridge.connected.wait(10), "MQTT bridge not connected"
     host, port = mqtt.split(":")
-    c = pm.Client(CallbackAPIVersion.VERSION2)
-    c.max_inflight_messages_set(1000)
-    c.connect(host, int(port))
-    c.loop_start()
-    start = time.perf_counter()
-    infos = [c.publish(f"v1.1/Datastreams({ds[i % 50]})/Observations", json.dumps({"result": i}), qos=1) for i in range(n)]
-    for info in infos:
-        info.wait_for_publish(60)
-    while bridge.accepted - before < n and time.perf_counter() - start < 120:
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - start
-    c.loop_stop()
-    c.disconnect()
-    return {"mqtt_obs_per_s": round((bridge.accepted - before) / elapsed), "mqtt_accepted": bridge.accepted - before}
+    ctx = mp.get_context("spawn")
+    progress = ctx.Value("q", bridge.accepted, lock=False)
+    ready, go = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_mqtt_publisher, args=(host, int(port), ds, n, window, progress, ready, go))
+    p.start()
+    ready.wait(120)
+    before = bridge.accepted
+    start = last_change = time.perf_counter()
+    go.set()
+    seen = before
+    while bridge.accepted - before < n and time.perf_counter() - last_change < 10:
+        progress.value = bridge.accepted
+        if bridge.accepted != seen:
+            seen, last_change = bridge.accepted, time.perf_counter()
+        time.sleep(0.0005)
+    elapsed = last_change - start
+    p.join(timeout=60)
+    got = bridge.accepted - before
+    return {"mqtt_obs_per_s": round(got / elapsed), "mqtt_accepted": got, "mqtt_published": n,
+            "mqtt_rejected_foreign": len(bridge.rejected)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--mqtt", default="127.0.0.1:1883")
+    ap.add_argument("--mqtt-n", type=int, default=20_000)
+    ap.add_argument("--mqtt-window", type=int, default=500)
     a = ap.parse_args()
-    result = {"sqlite": bench_db(None, n=a.n, batch=a.batch, mqtt=a.mqtt or None)}
+    kw = {"n": a.n, "mqtt": a.mqtt or None, "mqtt_n": a.mqtt_n, "mqtt_window": a.mqtt_window}
+    result = {"sqlite": bench_db(None, **kw)}
     if a.pg:
-        result["postgresql"] = bench_db(a.pg, n=a.n, batch=a.batch, mqtt=None)
+        result["postgresql"] = bench_db(a.pg, **kw)
     print(json.dumps(result, indent=2))
 
 

@@ -161,8 +161,9 @@ def demo(
     host: str = typer.Option("127.0.0.1", "--host", help="interface to listen on"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
     no_serve: bool = typer.Option(False, "--no-serve", help="prepare the demo and exit"),
+    speed: float = typer.Option(60.0, "--speed", min=1.0, help="replay speed of the live feeds (60 = an hour a minute)"),
 ) -> None:
-    """Prepare the demo twin (Helsinki centre, an admin user) and start it."""
+    """Prepare the demo twin (Helsinki centre, an admin user) and start it with its live feeds."""
     settings = _settings()
     done = ensure_demo(settings)
     if "import" in done:
@@ -182,9 +183,18 @@ def demo(
     import uvicorn
 
     from citytwin.api import create_app
+    from citytwin.sensors.demo import start_demo_feeds
 
+    typer.echo(
+        f"starting the live feeds: real Auckland pedestrian counts REPLAYED onto the city's zones at "
+        f"{speed:g}x, and SIMULATED parking, traffic, shared vehicles and weather"
+    )
+    feeds = start_demo_feeds(settings=settings, engine=done["engine"], speed=speed)
     typer.echo(f"serving the twin at http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(create_app(settings, engine=done["engine"]), host=host, port=port, log_level="info")
+    try:
+        uvicorn.run(create_app(settings, engine=done["engine"]), host=host, port=port, log_level="info")
+    finally:
+        feeds.stop()
 
 
 #: Domain command modules; each defines ``register(app: typer.Typer)``.
@@ -216,8 +226,9 @@ def _register_sensors() -> None:
             raise
         return
     app.add_typer(sensors_cli.key_app, name="key", help="Manage machine API keys scoped to Datastreams.")
-    if hasattr(sensors_cli, "replay_command"):
-        app.command("replay")(sensors_cli.replay_command)
+    app.command("replay")(sensors_cli.replay_command)
+    if hasattr(sensors_cli, "demo_feeds_command"):
+        app.command("demo-feeds")(sensors_cli.demo_feeds_command)
 
 
 _register_sensors()

@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 _INF = np.iinfo(np.int64).max // 4
+#: Refresh the earliest-arrival table once the searches since the last sweep took this many
+#: times as long as the sweep would (a stale table is still a valid heuristic, only a looser
+#: one; measured: staleness adds little to a search here, sweeps are the larger cost).
+REFRESH_RATIO = 2.0
 _ZERO1 = np.zeros(1, np.int64)
 
 
@@ -144,6 +148,39 @@ def ccrp(
       times while the arrival stays within ``ceil(slack * arrival)`` steps of the earliest
       one, as much as the residual capacity allows: a whole group per search.
     """
+    # relabel the nodes so that those with outgoing arcs come first: the sweep then writes
+    # its per-node minima into a contiguous slice of each row
+    deg = np.bincount(p.tail, minlength=p.n) if p.m else np.zeros(p.n, np.int64)
+    old_of_new = np.argsort(deg == 0, kind="stable")
+    new_of_old = np.empty(p.n, np.int64)
+    new_of_old[old_of_new] = np.arange(p.n)
+    q = FlowProblem(
+        n=p.n,
+        tail=new_of_old[p.tail],
+        head=new_of_old[p.head],
+        tau=p.tau,
+        rate=p.rate,
+        supply=p.supply[old_of_new],
+        sink_cap=p.sink_cap[old_of_new],
+        hold_cap=p.hold_cap[old_of_new],
+    )
+    r = _ccrp(q, np.asarray(h)[old_of_new], slack=slack, max_paths=max_paths, horizon=horizon)
+    for pc in r.pieces:
+        pc.origin = int(old_of_new[pc.origin])
+    r.stranded = r.stranded[new_of_old]
+    return r
+
+
+def _ccrp(
+    p: FlowProblem,
+    h: np.ndarray,
+    *,
+    slack: float,
+    max_paths: int,
+    horizon: int | None,
+) -> CcrpResult:
+    """:func:`ccrp` on nodes numbered so that every node with an outgoing arc precedes
+    those without (``0 .. nu-1``)."""
     n, m = p.n, p.m
     supply = p.supply.astype(np.int64).copy()
     sink_left = p.sink_cap.astype(np.int64).copy()
@@ -182,34 +219,96 @@ def ccrp(
         nf[:, H] = H
         return nf
 
-    def ea_table() -> np.ndarray:
-        """EA[t, v]: earliest arrival step at a sink with capacity left, being at v at step t."""
-        ea = np.full((H + 1, n), BIG, np.int32)
+    # The earliest-arrival table EA[t, v] is computed by a backward sweep over the
+    # time-expanded network, in blocks of B = min(tau) steps (a block's rows depend only on
+    # later rows, except for waiting, which is a running minimum). Layout for speed: the
+    # arcs of each tail node sit in D = 4 "columns" of a padded (D, R) slot array (row = tail
+    # node, nodes with more than D arcs get extra rows), so the per-node minimum is D - 1
+    # element-wise minima of contiguous slices; a flat gather index ``tau * n + head`` (plus
+    # ``t * n``) into EA, padded with BIG rows beyond the horizon; and a time-major table
+    # ``blk`` (0, or BIG where the slot is full or empty) kept up to date by the
+    # reservations. Rows after the latest step reserved since the previous sweep cannot have
+    # changed, so a refresh sweeps only rows ``t_dirty .. 0`` (a sink filling up: all rows).
+    D = 4
+    nu = int(np.count_nonzero(np.bincount(p.tail, minlength=n))) if m else 0
+    if m:
+        first = np.r_[0, np.cumsum(np.bincount(st_tail, minlength=n))][st_tail]
+        rank = np.arange(m) - first
+        kk, cc = rank // D, rank % D
+        ex = kk > 0
+        ex_key = st_tail[ex] * (m + 1) + kk[ex]
+        ex_u, ex_inv = np.unique(ex_key, return_inverse=True)
+        ovf_tail = (ex_u // (m + 1)).astype(np.int64)
+        R = nu + ex_u.size
+        row_of = st_tail.astype(np.int64).copy()
+        row_of[ex] = nu + ex_inv.reshape(-1)
+        slot_bt = cc * R + row_of  # slot of the arcs in tail order
+    else:
+        ovf_tail = np.zeros(0, np.int64)
+        R = 0
+        slot_bt = np.zeros(0, np.int64)
+    slot = np.empty(m, np.int64)
+    slot[by_tail] = slot_bt
+    slot_l = slot.tolist()
+    empty_slot = np.ones(D * R, bool)
+    empty_slot[slot_bt] = False
+    gidx = np.zeros(D * R, np.int64)
+    gidx[slot_bt] = st_tau * n + st_head
+    maxtau = int(p.tau.max()) if m else 1
+    B = max(1, min(int(p.tau.min()) if m else 1, 8))
+    gidx_b = gidx[None, :] + (np.arange(B, dtype=np.int64) * n)[:, None]
+
+    def blocked_table() -> np.ndarray:
+        b = np.zeros((H + 1, D * R), np.int32)
+        b[:, empty_slot] = BIG
+        if m:
+            b[:H, slot] = np.where(res <= 0, BIG, 0).T
+        return b
+
+    def ea_sweep(ea: np.ndarray | None, t_hi: int) -> np.ndarray:
+        """Recompute rows ``t_hi .. 0`` of EA in place (a new table if ``ea`` is None)."""
+        if ea is None:
+            ea = np.full((H + 1 + maxtau, n), BIG, np.int32)
+            t_hi = H - 1
+        t = min(int(t_hi), H - 1)
         snk = np.flatnonzero(is_sink & (sink_left != 0))
-        ea[:, snk] = np.arange(H + 1, dtype=np.int32)[:, None]
-        nons = ~(is_sink & (sink_left != 0))
-        if m == 0:
-            return ea
-        for t in range(H - 1, -1, -1):
-            row = ea[t]
-            row[nons] = ea[t + 1][nons]
-            ta = st_tau + t
-            okk = ta < H
-            cand = np.where(okk, ea[np.minimum(ta, H), st_head], BIG)
-            cand[res[by_tail, t] <= 0] = BIG
-            mins = np.minimum.reduceat(cand, starts)
-            row[tails_u] = np.minimum(row[tails_u], mins)
-            row[snk] = t
+        eaf = ea.reshape(-1)
+        while t >= 0:
+            t_lo = max(0, t - B + 1)
+            k = t - t_lo + 1
+            blockv = ea[t_lo : t + 1]
+            if m:
+                cand = eaf.take(gidx_b[:k] + t_lo * n)
+                np.maximum(cand, blk[t_lo : t + 1], out=cand)
+                mins = cand[:, 0:R]
+                for c in range(1, D):
+                    np.minimum(mins, cand[:, c * R : (c + 1) * R], out=mins)
+                blockv[:, :nu] = mins[:, :nu]
+                blockv[:, nu:] = BIG
+                if ovf_tail.size:
+                    for i in range(k):
+                        np.minimum.at(blockv[i], ovf_tail, mins[i, nu:])
+            else:
+                blockv[:] = BIG
+            blockv[:, snk] = np.arange(t_lo, t + 1, dtype=np.int32)[:, None]
+            np.minimum(blockv[k - 1], ea[t + 1], out=blockv[k - 1])
+            for i in range(k - 2, -1, -1):
+                np.minimum(blockv[i], blockv[i + 1], out=blockv[i])
+            t = t_lo - 1
         return ea
 
     nf = next_free_table()
     nfmv = memoryview(nf.reshape(-1))
-    ea = ea_table()
+    blk = blocked_table()
+    ea = ea_sweep(None, H - 1)
+    # cost of sweeping one row in "pops" of a search (a pop with its relaxations ~2 us; a
+    # row ~(20 + 0.005 * (slots + nodes)) / B us, measured), to balance the refreshes
+    # against the searches deterministically
+    row_cost = (10 + 0.0025 * (D * R + n)) / B
     eamv = memoryview(ea.reshape(-1))
-    # cost of a refresh in "pops" (a pop with its relaxations ~ 2 us; a sweep step ~ 20 us
-    # plus ~15 ns per arc); refresh once the searches have spent about as much
-    refresh_cost = H * (10 + 0.0075 * m)
     pops_since = 0
+    t_dirty = -1
+    dirty_all = False
     refreshes = 1
 
     adj: list[list[tuple[int, int, int]]] = [[] for _ in range(n)]
@@ -228,7 +327,7 @@ def ccrp(
     searches = 0
 
     def grow() -> None:
-        nonlocal res, hold, nf, nfmv, ea, eamv, H, refresh_cost
+        nonlocal res, hold, nf, nfmv, ea, eamv, H, blk, t_dirty, dirty_all
         newH = H * 2
         res = np.concatenate([res, cap_profile(p.rate, H, newH)], axis=1)
         if hold is not None:
@@ -238,9 +337,10 @@ def ccrp(
         H = newH
         nf = next_free_table()
         nfmv = memoryview(nf.reshape(-1))
-        ea = ea_table()
+        blk = blocked_table()
+        ea = ea_sweep(None, H - 1)
         eamv = memoryview(ea.reshape(-1))
-        refresh_cost = H * (10 + 0.0075 * m)
+        t_dirty, dirty_all = -1, False
 
     def window(a: int) -> int:
         return max(1, int(np.ceil(slack * (a + 1))))
@@ -258,7 +358,6 @@ def ccrp(
         if f0 >= BIG:
             return None, None, 1
         heap = [(f0, 0, o)]
-        closed = set()
         found: list[tuple[int, list[int], list[int]]] = []
         stop = BIG
         H1 = H + 1
@@ -267,8 +366,8 @@ def ccrp(
             f, ng, u = heapq.heappop(heap)
             if f > stop:
                 break
-            if u in closed:
-                continue
+            if -ng != g[u]:  # a stale entry; labels are final once popped (FIFO, consistent
+                continue  # heuristic: EA only grows as capacity is reserved)
             pops += 1
             a0 = -ng
             if is_sink_l[u]:
@@ -287,12 +386,8 @@ def ccrp(
                     found.append((a0, arcs, deps))
                     if len(found) >= max_paths:
                         break
-                closed.add(u)
                 continue
-            closed.add(u)
             for arc, v, t in adj[u]:
-                if v in closed:
-                    continue
                 b = arc * H1
                 d = a0
                 r = nfmv[b + d]
@@ -360,6 +455,7 @@ def ccrp(
         if full.any():
             fa = np.broadcast_to(arcs[:, None], ta.shape)[full]
             nf[fa, ta[full]] = ta[full] + 1
+            blk[ta[full], slot[fa]] = BIG
         for u, i in waits:
             for k, amount in zip(su.tolist(), tk.tolist(), strict=True):
                 hold[u, arr_prev[i] + k : dep[i] + k] -= amount
@@ -438,6 +534,7 @@ def ccrp(
                 resmv[i] -= amt
                 if resmv[i] == 0:
                     nfmv[a * H1 + d] = d + 1
+                    blk[d, slot_l[a]] = BIG
                 if d > prev or prev == 0:
                     qa_l.append(a)
                     qs_l.append(prev)
@@ -472,17 +569,21 @@ def ccrp(
     heap = [(float(ea[0, o]), int(o)) for o in reach.tolist()]
     heapq.heapify(heap)
     while heap:
-        if pops_since > refresh_cost:
-            ea = ea_table()
-            eamv = memoryview(ea.reshape(-1))
+        if dirty_all or (t_dirty >= 0 and pops_since > REFRESH_RATIO * row_cost * (t_dirty + 1)):
+            rows = H if dirty_all else t_dirty + 1
+            ea = ea_sweep(ea, rows - 1)
             refreshes += 1
             pops_since = 0
-            heap = [(max(k, float(ea[0, o])), o) for k, o in heap]
-            heapq.heapify(heap)
+            t_dirty, dirty_all = -1, False
+            if heap:
+                keys, os_ = zip(*heap)
+                ka = np.maximum(np.asarray(keys), ea[0, np.asarray(os_)])
+                heap = list(zip(ka.tolist(), os_))
+                heapq.heapify(heap)
         key, o = heapq.heappop(heap)
         A, paths, pops = search(o)
-        searches += 1
         pops_since += pops
+        searches += 1
         while A is None and H < H_MAX and can_still_reach(o):
             grow()
             refreshes += 1
@@ -495,6 +596,7 @@ def ccrp(
             heapq.heappush(heap, (float(A), o))
             continue
         end = A + window(A)
+        t_dirty = max(t_dirty, end)
         for Ap, arcs_l, deps_l in paths:
             if supply[o] <= 0:
                 break
@@ -502,6 +604,9 @@ def ccrp(
                 supply[o] -= reserve(o, Ap, arcs_l, deps_l, max(1, end - Ap))
             else:
                 supply[o] -= follow(o, arcs_l, end)
+            last = head_l[arcs_l[-1]] if arcs_l else o
+            if sink_left[last] == 0:
+                dirty_all = True
         if supply[o] > 0:
             heapq.heappush(heap, (float(A), o))
 

@@ -1,7 +1,7 @@
 """Command-line tools of the middleware: ``citytwin key add|list|revoke`` and ``citytwin replay``.
 
-Register in the main CLI with ``app.add_typer(key_app, name="key")`` and
-``app.command("replay")(replay_command)``.
+Register in the main CLI with ``app.add_typer(key_app, name="key")``,
+``app.command("replay")(replay_command)`` and ``app.command("demo-feeds")(demo_feeds_command)``.
 """
 
 from __future__ import annotations
@@ -82,3 +82,33 @@ def replay_command(
     n = replay(svc, speed=speed, sensors=sensors, hours=hours, city=city, realtime=not once,
                progress=lambda msg: typer.echo(msg))
     typer.echo(f"replayed {n} observations")
+
+
+def demo_feeds_command(
+    speed: float = typer.Option(60.0, "--speed", help="Replay and simulated-clock speed (60 = one hour per minute)"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the simulated generators"),
+    city: str | None = typer.Option(None, "--city", help="City name (default: the first imported city)"),
+    tick: float = typer.Option(5.0, "--tick", help="Seconds between simulated values"),
+    no_replay: bool = typer.Option(False, "--no-replay", help="Only the simulated feeds, no Auckland replay"),
+) -> None:
+    """Run the demo feeds (replayed Auckland counts; SIMULATED parking, traffic, GBFS, weather) until Ctrl-C."""
+    import time
+
+    from citytwin.sensors.demo import start_demo_feeds
+
+    settings = load_settings()
+    handle = start_demo_feeds(settings=settings, engine=_engine(), speed=speed, seed=seed, city=city, tick_s=tick,
+                              replay=not no_replay)
+    if not handle.wait_ready(120) or handle.error is not None:
+        handle.stop()
+        typer.echo(f"error: the demo feeds did not start: {handle.error}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"demo feeds running: {handle.sources} (Ctrl-C to stop)")
+    try:
+        while handle.running:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.stop()
+    typer.echo(f"stopped after {handle.ticks} ticks")

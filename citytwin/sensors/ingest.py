@@ -9,6 +9,7 @@ transaction commit is what acknowledges them.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -192,23 +193,66 @@ def bbox_of(geojson: Any) -> dict:
 
 def _default_feature(conn: sa.Connection, datastream_id: int) -> int | None:
     """The FeatureOfInterest generated from the Datastream's Thing's Location (created once)."""
+    return _default_features(conn, [datastream_id]).get(datastream_id)
+
+
+def _default_features(conn: sa.Connection, datastream_ids) -> dict[int, int | None]:
+    """Per Datastream, the FeatureOfInterest generated from its Thing's first Location (one query)."""
     ds, tl, loc = s.sta_datastreams, s.sta_thing_locations, s.sta_locations
-    row = conn.execute(
-        sa.select(loc.c.id, loc.c.name, loc.c.description, loc.c.encoding_type, loc.c.location,
-                  loc.c.generated_foi_id)
+    out: dict[int, int | None] = dict.fromkeys(datastream_ids)
+    rows = conn.execute(
+        sa.select(ds.c.id.label("ds_id"), loc.c.id, loc.c.name, loc.c.description, loc.c.encoding_type,
+                  loc.c.location, loc.c.generated_foi_id)
         .select_from(ds.join(tl, tl.c.thing_id == ds.c.thing_id).join(loc, loc.c.id == tl.c.location_id))
-        .where(ds.c.id == datastream_id).order_by(loc.c.id).limit(1)
-    ).mappings().first()
-    if row is None:
-        return None
-    if row["generated_foi_id"] is not None:
-        return row["generated_foi_id"]
-    fid = conn.execute(s.sta_features.insert().values(
-        name=row["name"], description=row["description"], encoding_type=row["encoding_type"],
-        feature=row["location"], properties=None, **bbox_of(row["location"]),
-    )).inserted_primary_key[0]
-    conn.execute(loc.update().where(loc.c.id == row["id"]).values(generated_foi_id=fid))
-    return fid
+        .where(ds.c.id.in_(sorted(out))).order_by(ds.c.id, loc.c.id)
+    ).mappings().all()
+    made: dict[int, int] = {}  # Location id → FeatureOfInterest generated in this call
+    seen: set[int] = set()
+    for row in rows:
+        if row["ds_id"] in seen:
+            continue  # the first Location (lowest id) of the Thing
+        seen.add(row["ds_id"])
+        fid = row["generated_foi_id"] or made.get(row["id"])
+        if fid is None:
+            fid = conn.execute(s.sta_features.insert().values(
+                name=row["name"], description=row["description"], encoding_type=row["encoding_type"],
+                feature=row["location"], properties=None, **bbox_of(row["location"]),
+            )).inserted_primary_key[0]
+            conn.execute(loc.update().where(loc.c.id == row["id"]).values(generated_foi_id=fid))
+            made[row["id"]] = fid
+        out[row["ds_id"]] = fid
+    return out
+
+
+#: Columns of an Observation row in the order of the tuples built by the ingest path.
+COLUMNS = ("datastream_id", "feature_id", "phenomenon_time", "phenomenon_time_end", "result_time",
+           "valid_time_start", "valid_time_end", "result_kind", "result_number", "result_string",
+           "result_json", "result_quality", "parameters")
+_TIME_COLS = (2, 3, 4, 5, 6)
+_JSON_COLS = (10, 11, 12)
+#: Keys handled by the fast path of :func:`ingest_observations`; anything else takes the general path.
+_FAST_KEYS = frozenset({"Datastream", "datastream_id", "phenomenonTime", "result", "resultTime",
+                        "FeatureOfInterest", "@iot.id", "@iot.selfLink"})
+_NUMERIC = frozenset({"number", "integer", "any"})
+_DEFAULT_FOI = object()
+_fromiso = datetime.fromisoformat
+
+
+class _Slow(Exception):
+    """The fast path does not apply; use :func:`observation_values` (exact errors)."""
+
+
+def _fast_time(value: Any) -> datetime:
+    if type(value) is not str or "/" in value:
+        raise _Slow
+    t = _fromiso(value[:-1] + "+00:00" if value[-1:] == "Z" else value)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _row_of(vals: dict, ds_id: int, fid) -> list:
+    return [ds_id, fid, vals["phenomenon_time"], vals["phenomenon_time_end"], vals["result_time"],
+            vals.get("valid_time_start"), vals.get("valid_time_end"), vals["result_kind"], vals["result_number"],
+            vals["result_string"], vals["result_json"], vals.get("result_quality"), vals.get("parameters")]
 
 
 def ingest_observations(
@@ -218,6 +262,7 @@ def ingest_observations(
     principal=None,
     now: datetime | None = None,
     create_feature=None,
+    rows_out: list | None = None,
 ) -> list[int | IngestError]:
     """Validate and insert Observations given in their STA JSON form.
 
@@ -232,18 +277,25 @@ def ingest_observations(
         The caller; None for trusted internal callers (replay, feeds).
     create_feature
         ``f(conn, body) -> id`` for a nested FeatureOfInterest (deep insert); refused when None.
+    rows_out
+        If given, ``(id, row)`` of every stored Observation is appended (``row`` in the order of
+        :data:`COLUMNS`, Python values), e.g. to build notifications without reading them back.
 
     Returns
     -------
     Per item, the new Observation id or the IngestError that refused it (nothing stored for it).
+
+    Notes
+    -----
+    Common rows (a numeric or string ``result``, a ``phenomenonTime`` instant, ``resultTime``,
+    a FeatureOfInterest by id or none) are validated inline; any other row goes through
+    :func:`observation_values`, which also produces the error message of a refused row.
     """
     now = now or datetime.now(UTC)
+    limit = now + MAX_FUTURE
     out: list[int | IngestError] = [IngestError("not processed")] * len(items)
-    streams: dict[int, tuple[str, int | None] | None] = {}
-    default_foi: dict[int, int | None] = {}
-    rows: list[dict] = []
-    positions: list[int] = []
-    pending: list[tuple[int, dict]] = []
+    scope: dict[int, IngestError | None] = {}
+    pending: list[tuple[int, dict, int]] = []
     for i, item in enumerate(items):
         try:
             if not isinstance(item, dict):
@@ -253,109 +305,258 @@ def ingest_observations(
                 if "Datastream" not in item:
                     raise IngestError("Datastream: missing (required), e.g. \"Datastream\": {\"@iot.id\": 1}")
                 ds_id = ref_id(item["Datastream"], "Datastream")
-            check_write_scope(principal, ds_id)
-            pending.append((i, item | {"datastream_id": ds_id}))
+            if ds_id not in scope:
+                try:
+                    check_write_scope(principal, ds_id)
+                    scope[ds_id] = None
+                except IngestError as exc:
+                    scope[ds_id] = exc
+            if scope[ds_id] is not None:
+                raise IngestError(str(scope[ds_id]), scope[ds_id].status)
+            pending.append((i, item, ds_id))
         except IngestError as exc:
             out[i] = exc
-    need = {it["datastream_id"] for _, it in pending} - set(streams)
-    if need:
-        ds = s.sta_datastreams
-        for row in conn.execute(sa.select(ds.c.id, ds.c.observation_type).where(ds.c.id.in_(sorted(need)))):
-            streams[row.id] = (row.observation_type, None)
-    for i, item in pending:
+    if not pending:
+        return out
+    streams: dict[int, str] = {}
+    need = sorted({d for _, _, d in pending})
+    ds = s.sta_datastreams
+    for b in range(0, len(need), 1000):
+        for row in conn.execute(sa.select(ds.c.id, ds.c.observation_type).where(ds.c.id.in_(need[b : b + 1000]))):
+            streams[row.id] = row.observation_type
+    expected_of = {d: OBSERVATION_TYPES.get(t, "any") for d, t in streams.items()}
+    rows: list[list] = []
+    positions: list[int] = []
+    explicit_foi: set[int] = set()
+    need_default: set[int] = set()
+    fast_keys, numeric, fromiso, slow = _FAST_KEYS, _NUMERIC, _fromiso, _Slow
+    for i, item, ds_id in pending:
         try:
-            ds_id = item.pop("datastream_id")
-            meta = streams.get(ds_id)
-            if meta is None:
+            expected = expected_of.get(ds_id)
+            if expected is None:
                 raise IngestError(f"Datastream: no Datastream with @iot.id {ds_id}", 404)
-            vals = observation_values(item, observation_type=meta[0], now=now)
+            row = None
+            if item.keys() <= fast_keys:
+                try:
+                    r = item["result"]
+                    tr = type(r)
+                    if tr is float:
+                        if expected not in numeric or not math.isfinite(r) or (expected == "integer" and not r.is_integer()):
+                            raise slow
+                        res = (s.RESULT_NUMBER, r, None)
+                    elif tr is int:
+                        if expected not in numeric:
+                            raise slow
+                        res = (s.RESULT_NUMBER, float(r), None)
+                    elif tr is str:
+                        if expected != "string" and expected != "any":
+                            raise slow
+                        res = (s.RESULT_STRING, None, r)
+                    else:
+                        raise slow
+                    pt = item.get("phenomenonTime")
+                    if pt is None:
+                        pt = now
+                    else:
+                        if type(pt) is not str or "/" in pt:
+                            raise slow
+                        pt = fromiso(pt[:-1] + "+00:00" if pt[-1:] == "Z" else pt)
+                        pt = pt.replace(tzinfo=UTC) if pt.tzinfo is None else pt.astimezone(UTC)
+                        if pt > limit:
+                            raise slow
+                    rt = item.get("resultTime")
+                    if rt is not None:
+                        rt = _fast_time(rt)
+                        if rt > limit:
+                            raise slow
+                    row = [ds_id, None, pt, None, rt, None, None, res[0], res[1], res[2], None, None, None]
+                except (slow, KeyError, ValueError, IndexError):
+                    row = None
+            if row is None:
+                body = {k: v for k, v in item.items() if k != "datastream_id"} if "datastream_id" in item else item
+                row = _row_of(observation_values(body, observation_type=streams[ds_id], now=now), ds_id, None)
             foi = item.get("FeatureOfInterest")
             if foi is None:
-                if ds_id not in default_foi:
-                    default_foi[ds_id] = _default_feature(conn, ds_id)
-                fid = default_foi[ds_id]
+                row[1] = _DEFAULT_FOI
+                need_default.add(ds_id)
             elif isinstance(foi, dict) and "@iot.id" in foi:
-                fid = ref_id(foi, "FeatureOfInterest")
+                row[1] = ref_id(foi, "FeatureOfInterest")
+                explicit_foi.add(row[1])
             elif isinstance(foi, dict) and create_feature is not None:
-                fid = create_feature(conn, foi)
+                row[1] = create_feature(conn, foi)
             else:
                 raise IngestError("FeatureOfInterest: expected {\"@iot.id\": <id>} or an entity")
-            vals["datastream_id"] = ds_id
-            vals["feature_id"] = fid
-            vals.setdefault("valid_time_start", None)
-            vals.setdefault("valid_time_end", None)
-            vals.setdefault("result_quality", None)
-            vals.setdefault("parameters", None)
-            rows.append(vals)
+            rows.append(row)
             positions.append(i)
         except IngestError as exc:
             out[i] = exc
     if not rows:
         return out
-    fois = {r["feature_id"] for r in rows if r["feature_id"] is not None}
-    if fois:
-        found = set(conn.execute(sa.select(s.sta_features.c.id).where(s.sta_features.c.id.in_(sorted(fois)))).scalars())
-        if fois - found:
-            bad = fois - found
-            keep = [(r, p) for r, p in zip(rows, positions, strict=True) if r["feature_id"] not in bad]
+    if need_default:
+        defaults = _default_features(conn, need_default)
+        for row in rows:
+            if row[1] is _DEFAULT_FOI:
+                row[1] = defaults[row[0]]
+    if explicit_foi:
+        fe = s.sta_features
+        wanted = sorted(explicit_foi)
+        found: set[int] = set()
+        for b in range(0, len(wanted), 1000):
+            found.update(conn.execute(sa.select(fe.c.id).where(fe.c.id.in_(wanted[b : b + 1000]))).scalars())
+        bad = explicit_foi - found
+        if bad:
+            keep = []
             for r, p in zip(rows, positions, strict=True):
-                if r["feature_id"] in bad:
-                    out[p] = IngestError(f"FeatureOfInterest: no FeatureOfInterest with @iot.id {r['feature_id']}", 404)
+                if r[1] in bad:
+                    out[p] = IngestError(f"FeatureOfInterest: no FeatureOfInterest with @iot.id {r[1]}", 404)
+                else:
+                    keep.append((r, p))
             rows = [r for r, _ in keep]
             positions = [p for _, p in keep]
             if not rows:
                 return out
-    ids = insert_rows(conn, rows)
+    ids = _insert(conn, rows)
     for p, new_id in zip(positions, ids, strict=True):
         out[p] = new_id
-    update_datastream_stats(conn, rows, ids, now=now)
+    _update_stats(conn, _stats(rows, ids), now=now)
+    if rows_out is not None:
+        rows_out.extend(zip(ids, rows, strict=True))
     return out
 
 
 def insert_rows(conn: sa.Connection, rows: list[dict]) -> list[int]:
-    """Insert prepared observation rows in one batch; returns their ids in input order."""
+    """Insert prepared observation rows (dicts of :data:`COLUMNS`) in one batch; ids in input order."""
+    return _insert(conn, [[r.get(c) for c in COLUMNS] for r in rows])
+
+
+def _json_text(v: Any) -> str:
+    return "null" if v is None else json.dumps(v)  # as SQLAlchemy's JSON type stores None
+
+
+def _insert(conn: sa.Connection, rows: list[list]) -> list[int]:
+    """Insert rows (lists in the order of :data:`COLUMNS`) through the driver; ids in input order.
+
+    SQLite: the first row's id comes from ``lastrowid``; this transaction then holds the write
+    lock and that id is the table's largest, so the rest get the following ids explicitly in one
+    ``executemany``. PostgreSQL: ids are drawn from the table's sequence in one query and the
+    rows sent with ``COPY``. Values are stored exactly as SQLAlchemy stores them.
+    """
+    if not rows:
+        return []
+    dialect = conn.dialect.name
+    dbapi = conn.connection.driver_connection
+    cols = ", ".join(COLUMNS)
+    if dialect == "sqlite":
+        def conv(r):
+            r = list(r)
+            for k in _TIME_COLS:
+                t = r[k]
+                if t is not None:
+                    r[k] = (t.astimezone(UTC) if t.tzinfo is not None else t).isoformat(" ", "microseconds")[:26]
+            for k in _JSON_COLS:
+                r[k] = _json_text(r[k])
+            return r
+
+        cur = dbapi.cursor()
+        try:
+            cur.execute(f"INSERT INTO sta_observations ({cols}) VALUES ({', '.join('?' * len(COLUMNS))})", conv(rows[0]))
+            first = cur.lastrowid
+            if len(rows) > 1:
+                cur.executemany(
+                    f"INSERT INTO sta_observations (id, {cols}) VALUES ({', '.join('?' * (len(COLUMNS) + 1))})",
+                    ([first + k, *conv(r)] for k, r in enumerate(rows[1:], 1)),
+                )
+        finally:
+            cur.close()
+        return list(range(first, first + len(rows)))
+    if dialect == "postgresql" and hasattr(dbapi, "pgconn"):  # psycopg 3
+        with dbapi.cursor() as cur:
+            cur.execute("SELECT nextval(q.seq) FROM (SELECT pg_get_serial_sequence('sta_observations', 'id')::regclass "
+                        "AS seq) q, generate_series(1, %s)", (len(rows),))
+            ids = sorted(r[0] for r in cur.fetchall())
+            with cur.copy(f"COPY sta_observations (id, {cols}) FROM STDIN") as cp:
+                for oid, r in zip(ids, rows, strict=True):
+                    r = list(r)
+                    for k in _JSON_COLS:
+                        r[k] = _json_text(r[k])
+                    cp.write_row((oid, *r))
+        return ids
     stmt = s.sta_observations.insert().returning(s.sta_observations.c.id, sort_by_parameter_order=True)
-    if len(rows) == 1:
-        return [conn.execute(stmt, rows[0]).scalar_one()]
-    return list(conn.execute(stmt, rows).scalars())
+    params = [dict(zip(COLUMNS, r, strict=True)) for r in rows]
+    if len(params) == 1:
+        return [conn.execute(stmt, params[0]).scalar_one()]
+    return list(conn.execute(stmt, params).scalars())
+
+
+def _stats(rows: Iterable[Sequence], ids: Iterable[int]) -> dict[int, list]:
+    """Per Datastream: [min time, max time, (latest time, its id), min resultTime, max resultTime]."""
+    per: dict[int, list] = {}
+    for r, oid in zip(rows, ids, strict=True):
+        t0 = r[2]
+        t1 = r[3] or t0
+        rt = r[4]
+        st = per.get(r[0])
+        if st is None:
+            per[r[0]] = [t0, t1, (t0, oid), rt, rt]
+            continue
+        if t0 < st[0]:
+            st[0] = t0
+        if t1 > st[1]:
+            st[1] = t1
+        if (t0, oid) > st[2]:
+            st[2] = (t0, oid)
+        if rt is not None:
+            if st[3] is None or rt < st[3]:
+                st[3] = rt
+            if st[4] is None or rt > st[4]:
+                st[4] = rt
+    return per
 
 
 def update_datastream_stats(conn: sa.Connection, rows: Iterable[dict], ids: Iterable[int], *, now: datetime) -> None:
     """Per Datastream: extend the time envelope and move the latest observation forward."""
-    per: dict[int, dict] = {}
-    for r, oid in zip(rows, ids, strict=True):
-        st = per.get(r["datastream_id"])
-        t0 = r["phenomenon_time"]
-        t1 = r["phenomenon_time_end"] or t0
-        rt = r["result_time"]
-        if st is None:
-            per[r["datastream_id"]] = {"min": t0, "max": t1, "last": (t0, oid), "rmin": rt, "rmax": rt}
-            continue
-        st["min"] = min(st["min"], t0)
-        st["max"] = max(st["max"], t1)
-        if (t0, oid) > st["last"]:
-            st["last"] = (t0, oid)
-        if rt is not None:
-            st["rmin"] = rt if st["rmin"] is None else min(st["rmin"], rt)
-            st["rmax"] = rt if st["rmax"] is None else max(st["rmax"], rt)
+    tuples = [(r["datastream_id"], None, r["phenomenon_time"], r["phenomenon_time_end"], r["result_time"]) for r in rows]
+    _update_stats(conn, _stats(tuples, ids), now=now)
+
+
+def _update_stats(conn: sa.Connection, per: dict[int, list], *, now: datetime) -> None:
+    """One SELECT (rows locked on PostgreSQL) and one executemany UPDATE for all Datastreams."""
+    if not per:
+        return
     ds = s.sta_datastreams
-    for ds_id, st in per.items():
-        cur = conn.execute(
-            sa.select(ds.c.phenomenon_time_start, ds.c.phenomenon_time_end, ds.c.last_phenomenon_time,
-                      ds.c.result_time_start, ds.c.result_time_end).where(ds.c.id == ds_id)
-        ).first()
-        vals: dict[str, Any] = {"last_received_at": now}
-        if cur.phenomenon_time_start is None or st["min"] < cur.phenomenon_time_start:
-            vals["phenomenon_time_start"] = st["min"]
-        if cur.phenomenon_time_end is None or st["max"] > cur.phenomenon_time_end:
-            vals["phenomenon_time_end"] = st["max"]
-        if cur.last_phenomenon_time is None or st["last"][0] >= cur.last_phenomenon_time:
-            vals["last_phenomenon_time"], vals["last_observation_id"] = st["last"]
-        if st["rmin"] is not None and (cur.result_time_start is None or st["rmin"] < cur.result_time_start):
-            vals["result_time_start"] = st["rmin"]
-        if st["rmax"] is not None and (cur.result_time_end is None or st["rmax"] > cur.result_time_end):
-            vals["result_time_end"] = st["rmax"]
-        conn.execute(ds.update().where(ds.c.id == ds_id).values(**vals))
+    keys = sorted(per)
+    params = []
+    for b in range(0, len(keys), 1000):
+        cur_rows = conn.execute(
+            sa.select(ds.c.id, ds.c.phenomenon_time_start, ds.c.phenomenon_time_end, ds.c.last_phenomenon_time,
+                      ds.c.last_observation_id, ds.c.result_time_start, ds.c.result_time_end)
+            .where(ds.c.id.in_(keys[b : b + 1000])).order_by(ds.c.id).with_for_update(key_share=True)  # FOR NO KEY UPDATE
+        ).all()
+        for cur in cur_rows:
+            tmin, tmax, (lt, lid), rmin, rmax = per[cur.id]
+            pts = tmin if cur.phenomenon_time_start is None or tmin < cur.phenomenon_time_start else cur.phenomenon_time_start
+            pte = tmax if cur.phenomenon_time_end is None or tmax > cur.phenomenon_time_end else cur.phenomenon_time_end
+            if cur.last_phenomenon_time is None or lt >= cur.last_phenomenon_time:
+                last_t, last_id = lt, lid
+            else:
+                last_t, last_id = cur.last_phenomenon_time, cur.last_observation_id
+            rts, rte = cur.result_time_start, cur.result_time_end
+            if rmin is not None and (rts is None or rmin < rts):
+                rts = rmin
+            if rmax is not None and (rte is None or rmax > rte):
+                rte = rmax
+            params.append({"k_id": cur.id, "k_pts": pts, "k_pte": pte, "k_lt": last_t, "k_lid": last_id,
+                           "k_rts": rts, "k_rte": rte, "k_now": now})
+    if params:
+        conn.execute(
+            ds.update().where(ds.c.id == sa.bindparam("k_id")).values(
+                phenomenon_time_start=sa.bindparam("k_pts"), phenomenon_time_end=sa.bindparam("k_pte"),
+                last_phenomenon_time=sa.bindparam("k_lt"), last_observation_id=sa.bindparam("k_lid"),
+                result_time_start=sa.bindparam("k_rts"), result_time_end=sa.bindparam("k_rte"),
+                last_received_at=sa.bindparam("k_now"),
+            ),
+            params,
+        )
 
 
 def recompute_datastream_stats(conn: sa.Connection, datastream_id: int) -> None:

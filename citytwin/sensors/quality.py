@@ -26,6 +26,7 @@ VALID_RANGES: dict[str, tuple[float | None, float | None]] = {
     "okta": (0, 9), "hPa": (850, 1100), "1/m2": (0, 10), "/m2": (0, 10),
 }
 OUTLIER_Z = 6.0  #: robust z-score (median/MAD) above which a value is an outlier
+OUTLIER_HALF_WINDOW = 3  #: neighbours on each side of the running median the residual is taken from
 WINDOW = 1000  #: observations per Datastream examined
 
 
@@ -54,13 +55,17 @@ def assess(times_s, values, *, now_s: float, expected_interval_s: float | None,
             bad |= finite & (v > hi)
         out["impossible"] = int(bad.sum())
     if finite.sum() >= 10:
+        # residuals from a running median of the neighbours, so that a daily cycle (rush hours,
+        # a garage filling up) is not an outlier but a spike against its neighbours is
         x = v[finite]
-        med = np.median(x)
-        mad = np.median(np.abs(x - med)) * 1.4826
+        pad = np.pad(x, OUTLIER_HALF_WINDOW, constant_values=np.nan)
+        windows = np.lib.stride_tricks.sliding_window_view(pad, 2 * OUTLIER_HALF_WINDOW + 1)
+        res = x - np.nanmedian(windows, axis=1)
+        mad = np.median(np.abs(res)) * 1.4826
         if mad == 0:  # mostly constant series: fall back to the mean absolute deviation
-            mad = np.mean(np.abs(x - med)) * 1.2533
+            mad = np.mean(np.abs(res)) * 1.2533
         if mad > 0:
-            out["outliers"] = int((np.abs(x - med) / mad > OUTLIER_Z).sum())
+            out["outliers"] = int((np.abs(res) / mad > OUTLIER_Z).sum())
     return out
 
 

