@@ -88,6 +88,7 @@ class MqttBridge:
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
 
     # -------------------------------------------------------------- lifecycle
@@ -123,9 +124,19 @@ class MqttBridge:
             log.warning("MQTT connect to %s:%s refused: %s", self.host, self.port, reason_code)
             return
         opts = SubscribeOptions(qos=1, noLocal=True)
-        client.subscribe([("v1.1/+/Observations", opts), ("v1.1/Observations", opts)])
+        _, self._subscribe_mid = client.subscribe([("v1.1/+/Observations", opts), ("v1.1/Observations", opts)])
+        log.info("MQTT bridge connected to %s:%s; subscribing", self.host, self.port)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        # ready only once the broker confirmed the subscriptions: a message published before
+        # the SUBACK would not be routed to the bridge
+        if mid != getattr(self, "_subscribe_mid", None):
+            return
+        if any(rc.is_failure for rc in reason_codes):
+            log.warning("MQTT subscription refused by %s:%s: %s", self.host, self.port, reason_codes)
+            return
         self.connected.set()
-        log.info("MQTT bridge connected to %s:%s", self.host, self.port)
+        log.info("MQTT bridge subscribed on %s:%s", self.host, self.port)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()

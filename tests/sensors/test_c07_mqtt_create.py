@@ -106,7 +106,7 @@ def test_reconnects_after_broker_restart(tmp_path, engine):
             assert bridge.connected.wait(20)
             pub = publisher("127.0.0.1", port)
             pub.publish(f"v1.1/Datastreams({did})/Observations", json.dumps({"result": 7}), qos=1).wait_for_publish(5)
-            wait_for(lambda: c.get(f"{STA}/Observations", headers=hdr).json()["value"])
+            wait_for(lambda: c.get(f"{STA}/Observations", headers=hdr).json()["value"], timeout=30)
             pub.loop_stop()
             pub.disconnect()
     finally:
