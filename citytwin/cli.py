@@ -161,7 +161,7 @@ def demo(
     host: str = typer.Option("127.0.0.1", "--host", help="interface to listen on"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
     no_serve: bool = typer.Option(False, "--no-serve", help="prepare the demo and exit"),
-    speed: float = typer.Option(60.0, "--speed", min=1.0, help="replay speed of the live feeds (60 = an hour a minute)"),
+    speed: float = typer.Option(60.0, "--speed", min=1.0, help="clock speed of the simulated feeds (60 = an hour a minute); replayed counts stay in real time"),
 ) -> None:
     """Prepare the demo twin (Helsinki centre, an admin user) and start it with its live feeds."""
     settings = _settings()
@@ -186,8 +186,9 @@ def demo(
     from citytwin.sensors.demo import start_demo_feeds
 
     typer.echo(
-        f"starting the live feeds: real Auckland pedestrian counts REPLAYED onto the city's zones at "
-        f"{speed:g}x, and SIMULATED parking, traffic, shared vehicles and weather"
+        "starting the live feeds: real Auckland pedestrian counts REPLAYED onto the city's zones in "
+        "real time on the city's clock (six weeks of history at once), and SIMULATED parking, "
+        f"traffic, shared vehicles and weather at {speed:g}x"
     )
     feeds = start_demo_feeds(settings=settings, engine=done["engine"], speed=speed)
     typer.echo(f"serving the twin at http://{host}:{port}/ (API docs at /docs)")
