@@ -233,10 +233,10 @@ def replay_aligned(svc: StaService, *, tz: str, history_hours: int = 24 * 42, li
                    live: bool = True) -> int:
     """Replay the real Auckland counts in real time onto the city's clock; returns observations.
 
-    The source hour with the same weekday and hour as the city's local *now* (``tz``) is stamped
-    now; the ``history_hours`` before it are ingested at once (so forecasts have history from the
-    first minute) and then, with ``live``, one more source hour is published as each hour begins
-    on the wall clock, for up to ``live_hours``. Timestamps keep true hourly spacing: nothing is
+    The source hour with the same weekday and hour as the city's last completed local hour
+    (``tz``) is stamped at that hour's start; it and the ``history_hours`` before it are ingested
+    at once (so forecasts have history from the first minute) and then, with ``live``, each next
+    source hour is published when its hour ends on the wall clock, for up to ``live_hours``. Timestamps keep true hourly spacing: nothing is
     compressed, so hourly models on the replayed data mean what they say. Outage runs of zeros
     (:func:`citytwin.crowd.datasets.load_counts`) are not replayed.
     """
@@ -252,9 +252,10 @@ def replay_aligned(svc: StaService, *, tz: str, history_hours: int = 24 * 42, li
     locs = locs[locs["Address"].isin(addresses)]
     streams = _ensure_streams(svc, locs, speed=1.0, city=city)
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    now_local = pd.Timestamp(now).tz_convert(tz).tz_localize(None).floor("h")
-    k0 = anchor_index(wide.index, now_local=now_local, live_hours=live_hours if live else 0)
-    offset = now_local - wide.index[k0]
+    # the last COMPLETED hour: an hourly count is known only once its hour has ended
+    last_hour = pd.Timestamp(now).tz_convert(tz).tz_localize(None).floor("h") - pd.Timedelta(hours=1)
+    k0 = anchor_index(wide.index, now_local=last_hour, live_hours=live_hours if live else 0)
+    offset = last_hour - wide.index[k0]
 
     def stamp(k: int) -> datetime:
         local = wide.index[k] + offset
@@ -283,7 +284,7 @@ def replay_aligned(svc: StaService, *, tz: str, history_hours: int = 24 * 42, li
     if not live:
         return total
     for k in range(k0 + 1, min(len(wide), k0 + 1 + live_hours)):
-        due = stamp(k)
+        due = stamp(k) + timedelta(hours=1)  # published when its hour is over
         delay = (due - datetime.now(UTC)).total_seconds()
         if delay > 0:
             if stop is not None:

@@ -24,7 +24,7 @@ def test_history_is_hourly_ends_now_and_aligned(tmp_path):
         rows = conn.execute(sa.select(observations.c.phenomenon_time, observations.c.parameters)).all()
     assert len(rows) == n
     times = sorted({pd.Timestamp(r[0]).tz_localize("UTC") if pd.Timestamp(r[0]).tzinfo is None else pd.Timestamp(r[0]) for r in rows})
-    assert times[-1] == pd.Timestamp("2026-11-28 14:00", tz="UTC")  # the current hour, not later
+    assert times[-1] == pd.Timestamp("2026-11-28 13:00", tz="UTC")  # the last completed hour
     assert all((b - a) == pd.Timedelta(hours=1) for a, b in zip(times, times[1:], strict=False))
     for stamp, params in rows[:50]:
         local = pd.Timestamp(stamp).tz_localize("UTC") if pd.Timestamp(stamp).tzinfo is None else pd.Timestamp(stamp)

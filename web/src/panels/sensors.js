@@ -243,6 +243,13 @@ registerPanel({
       badge('vehicles', 'Shared vehicles', fc.systems || []);
     }
 
+    function staleAfter(items) {
+      const intervals = items
+        .flatMap((i) => [i.expected_interval_s, ...(i.datastreams || []).map((d) => d.expected_interval_s)])
+        .filter((x) => typeof x === 'number' && x > 0);
+      return intervals.length ? 2 * Math.max(...intervals) : 600;
+    }
+
     function badge(id, label, items) {
       if (!items.length) return;
       const origins = new Set(items.map((i) => i.origin));
@@ -253,7 +260,8 @@ registerPanel({
         label,
         kind: STATUS_KIND[origin],
         updatedAt: age === null ? undefined : new Date(Date.now() - age * 1000),
-        staleAfterS: 600,
+        // stale after twice the longest expected reporting interval (hourly counters: 2 h)
+        staleAfterS: staleAfter(items),
         detail: origin === 'simulated' ? 'simulated by the demo' : origin === 'replayed' ? 'real Auckland counts, replayed' : 'live feed',
       });
     }
