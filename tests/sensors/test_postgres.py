@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-from urllib.parse import urlsplit
 
 import pytest
-import sqlalchemy as sa
 
 from citytwin import security
-from citytwin.store import make_engine, migrate
+from citytwin.store import migrate
 from tests.sensors.conftest import (
     PASSWORD,
     STA,
     create,
     make_client,
-    postgres_url,
-    require_service,
     thing_body,
     token,
 )
@@ -25,31 +20,13 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def pg_engine():
-    url = postgres_url()
-    parts = urlsplit(url.replace("postgresql+psycopg", "http"))
-    require_service("PostgreSQL", parts.hostname or "127.0.0.1", parts.port or 5432)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    eng = make_engine(url)
-    eng = eng.execution_options(schema_translate_map=None)
-
-    @sa.event.listens_for(eng, "connect")
-    def _path(dbapi_conn, _rec):
-        with dbapi_conn.cursor() as cur:
-            cur.execute(f"SET search_path TO {schema}")
-
-    migrate(eng)
-    with eng.begin() as conn:
+def pg_engine(postgres_engine):
+    """A fresh PostgreSQL database (tests/conftest.py), migrated, with a viewer and an operator."""
+    migrate(postgres_engine)
+    with postgres_engine.begin() as conn:
         for role in ("viewer", "operator"):
             security.create_user(conn, name=role, password=PASSWORD, role=role)
-    yield eng
-    eng.dispose()
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    admin.dispose()
+    return postgres_engine
 
 
 def test_sta_on_postgres(tmp_path, pg_engine):
