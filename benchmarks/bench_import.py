@@ -47,10 +47,33 @@ def tiled_extract(src: Path, dst: Path, k: int) -> None:
         writer.close()
 
 
+def scratch_database(admin_url: str, name: str) -> str:
+    """Create an empty database next to ``admin_url`` and return its URL (dropped after use)."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiles", type=int, nargs="+", default=[1, 3, 5])
-    ap.add_argument("--postgres", default=None, help="also import into this PostgreSQL URL")
+    ap.add_argument("--postgres", default=None, help="also import into PostgreSQL: a URL whose server gets a scratch database")
     args = ap.parse_args()
     out = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,7 +84,7 @@ def main() -> None:
                 tiled_extract(default_pbf(), src, k)
             urls = {"sqlite": f"sqlite:///{Path(tmp) / f'b{k}.sqlite'}"}
             if args.postgres:
-                urls["postgresql"] = args.postgres
+                urls["postgresql"] = scratch_database(args.postgres, f"citytwin_bench_{k}")
             print(f"… extract {src.name} ready", file=sys.stderr, flush=True)
             for db, url in urls.items():
                 engine = make_engine(url)
@@ -75,6 +98,8 @@ def main() -> None:
                     "drive_edges": rep.stats["drive_edges"], "zones": rep.stats["zones"],
                 })
                 engine.dispose()
+                if db == "postgresql":
+                    drop_database(args.postgres, url)
     print(json.dumps({"imports": out}, indent=2))
 
 
