@@ -143,6 +143,17 @@ def _local_to_utc(t: pd.Timestamp, tz: str) -> datetime:
     )
 
 
+def _local_to_utc_iso(ts, tz: str) -> list[str]:
+    """``[_local_to_utc(t, tz).isoformat() for t in ts]``, vectorised."""
+    idx = pd.DatetimeIndex(ts)
+    if not len(idx):
+        return []
+    idx = idx.tz_localize(
+        tz, ambiguous=np.zeros(len(idx), dtype=bool), nonexistent="shift_forward"
+    ).tz_convert(UTC)
+    return [t.isoformat() for t in idx.to_pydatetime()]
+
+
 @dataclass
 class _Stream:
     id: int
@@ -299,12 +310,12 @@ class CrowdService:
         ).all()
         if not rows:
             return pd.DataFrame({"sensor": [], "timestamp": pd.DatetimeIndex([]), "count": []})
-        df = pd.DataFrame(rows, columns=["ds", "t", "v"])
+        df = pd.DataFrame([tuple(r) for r in rows], columns=["ds", "t", "v"])
         by_id = {s.id: s for s in streams}
-        factor = np.array(
-            [3600.0 / by_id[i].interval_s if by_id[i].counting == "line" else 1.0 for i in df["ds"]]
-        )
-        df["v"] = df["v"].astype(float) * factor
+        factor = {
+            i: 3600.0 / s.interval_s if s.counting == "line" else 1.0 for i, s in by_id.items()
+        }
+        df["v"] = df["v"].astype(float) * df["ds"].map(factor).to_numpy(dtype=float)
         df["timestamp"] = _to_local(df["t"], tz).floor("h")
         df["sensor"] = "ds" + df["ds"].astype(str)
         out = (
@@ -598,6 +609,8 @@ class CrowdService:
     ) -> dict:
         """Next ``horizon_h`` hours for one zone: per sensor and zone density, bands, level probabilities.
 
+        The batch path of :meth:`forecast_all` restricted to this zone.
+
         Raises
         ------
         CrowdError
@@ -605,121 +618,293 @@ class CrowdService:
             (409), stale input without ``allow_stale`` (409, field ``allow_stale``), too little
             history (422, field ``history``).
         """
+        done, failed = self._forecast_batch(
+            [zone_id], now=now, allow_stale=allow_stale, store=store, history_h=history_h
+        )
+        if zone_id in failed:
+            raise failed[zone_id]
+        return done[zone_id]
+
+    def forecast_all(
+        self,
+        *,
+        now: datetime | None = None,
+        allow_stale: bool = False,
+        store: bool = True,
+        history_h: int = 48,
+        zone_ids: list[int] | None = None,
+    ) -> dict[int, dict]:
+        """Forecast every zone with counting cameras (or ``zone_ids``) in one batch.
+
+        One history query for all counters, event covariates built once, one
+        :meth:`ForecastModel.predict` call for all sensors, and all forecasts stored in one
+        transaction. Each zone's result has exactly the shape of :meth:`forecast_zone`; a zone
+        that cannot be forecast maps to ``{"zone_id", "error": {"detail", "field", "status"}}``
+        (the same refusal :meth:`forecast_zone` would raise, e.g. 409 ``allow_stale``).
+
+        Raises
+        ------
+        CrowdError
+            No model (409, field ``model``) or no city (404).
+        """
+        done, failed = self._forecast_batch(
+            zone_ids, now=now, allow_stale=allow_stale, store=store, history_h=history_h
+        )
+        out: dict[int, dict] = {}
+        for zid in sorted({*done, *failed}):
+            if zid in done:
+                out[zid] = done[zid]
+            else:
+                e = failed[zid]
+                out[zid] = {
+                    "zone_id": zid,
+                    "error": {"detail": str(e), "field": e.field, "status": e.status},
+                }
+        return out
+
+    def _forecast_batch(
+        self,
+        zone_ids: list[int] | None,
+        *,
+        now: datetime | None,
+        allow_stale: bool,
+        store: bool,
+        history_h: int,
+    ) -> tuple[dict[int, dict], dict[int, CrowdError]]:
+        """(results, refusals) per zone; ``zone_ids=None`` = every zone with a counting camera."""
         now = now or datetime.now(UTC)
         model, mrow = self.model()
         H = self.settings.horizon_h
+        done: dict[int, dict] = {}
+        failed: dict[int, CrowdError] = {}
         with self.engine.connect() as conn:
-            zone = self._zone(conn, zone_id)
-            if not zone["usable_area_m2"] or zone["usable_area_m2"] <= 0:
-                raise CrowdError(
-                    f"usable_area_m2: zone {zone_id} has no usable area; set one > 0 m²",
-                    field="usable_area_m2",
-                )
-            thr = thresholds_for(zone["kind"], zone["thresholds"])
+            counters = self._counters(conn)
+            if zone_ids is None:
+                zone_ids = sorted({s.zone_id for s in counters if s.zone_id is not None})
+            zrows = (
+                {
+                    r.id: dict(r._mapping)
+                    for r in conn.execute(
+                        sa.select(
+                            zones.c.id,
+                            zones.c.name,
+                            zones.c.kind,
+                            zones.c.usable_area_m2,
+                            zones.c.thresholds,
+                        ).where(zones.c.id.in_(list(zone_ids)))
+                    )
+                }
+                if zone_ids
+                else {}
+            )
+            todo: dict[int, tuple[dict, dict, list[_Stream]]] = {}
+            for zid in zone_ids:
+                zone = zrows.get(zid)
+                if zone is None:
+                    failed[zid] = CrowdError(
+                        f"zone_id: no zone with id {zid}", field="zone_id", status=404
+                    )
+                    continue
+                if not zone["usable_area_m2"] or zone["usable_area_m2"] <= 0:
+                    failed[zid] = CrowdError(
+                        f"usable_area_m2: zone {zid} has no usable area; set one > 0 m²",
+                        field="usable_area_m2",
+                    )
+                    continue
+                try:
+                    thr = thresholds_for(zone["kind"], zone["thresholds"])
+                except LevelError as exc:
+                    failed[zid] = CrowdError(str(exc), field=getattr(exc, "field", "thresholds"))
+                    continue
+                streams = [s for s in counters if s.zone_id == zid]
+                if not streams:
+                    failed[zid] = CrowdError(
+                        f"zone_id: zone {zid} has no counting camera; nothing to forecast",
+                        field="zone_id",
+                    )
+                    continue
+                todo[zid] = (zone, thr, streams)
+            if not todo:
+                return done, failed
             country, tz = self._locale(conn)
-            streams = [s for s in self._counters(conn) if s.zone_id == zone_id]
-            if not streams:
-                raise CrowdError(
-                    f"zone_id: zone {zone_id} has no counting camera; nothing to forecast",
-                    field="zone_id",
-                )
+            streams_all = [s for _, _, ss in todo.values() for s in ss]
             issue = pd.Timestamp(now).tz_convert(tz).tz_localize(None).floor("h")
-            start = now - timedelta(days=31)
-            hist = self.hourly(conn, streams, start=start, end=now, tz=tz)
+            hist = self.hourly(conn, streams_all, start=now - timedelta(days=31), end=now, tz=tz)
             cov = self.event_covariates(
                 conn,
-                streams,
+                streams_all,
                 start=issue - pd.Timedelta(days=30),
                 end=issue + pd.Timedelta(hours=H),
                 tz=tz,
             )
             events = self.list_events(
-                conn=conn,
-                zone_id=zone_id,
-                start=now - timedelta(hours=history_h),
-                end=now + timedelta(hours=H),
+                conn=conn, start=now - timedelta(hours=history_h), end=now + timedelta(hours=H)
             )
-            skill = self._skill_rows(conn, zone_id=zone_id)
-        if hist.empty:
-            raise CrowdError(
-                f"history: zone {zone_id}'s counters have no observations in the last 31 days",
-                field="history",
-            )
+            skill = self._skill_rows(conn)
+        observed = set(hist["sensor"]) if len(hist) else set()
         # counts observed in the issue hour so far are partial: forecast from the hour start
         hist = hist[hist["timestamp"] < issue]
-        per_sensor, errors = [], []
-        for s in streams:
-            h = hist[hist["sensor"] == s.key]
-            if h.empty:
-                errors.append(
-                    {
-                        "sensor": s.key,
-                        "field": "history",
-                        "message": f"{s.name}: no observations in 31 days",
-                    }
+        by_sensor = {k: g for k, g in hist.groupby("sensor", sort=False)}
+        cov_by = {k: g for k, g in cov.groupby("sensor", sort=False)}
+        fcs, errs = self._predict_sensors(
+            model,
+            hist,
+            [s for s in streams_all if s.key in by_sensor],
+            issue=issue,
+            cov=cov,
+            stale_after_h=None if allow_stale else self.settings.stale_after_h,
+        )
+        empty = hist.iloc[:0]
+        for zid, (zone, thr, streams) in todo.items():
+            if not any(s.key in observed for s in streams):
+                failed[zid] = CrowdError(
+                    f"history: zone {zid}'s counters have no observations in the last 31 days",
+                    field="history",
                 )
+                continue
+            per_sensor, errors = [], []
+            for s in streams:
+                if s.key not in by_sensor:
+                    errors.append(
+                        {
+                            "sensor": s.key,
+                            "field": "history",
+                            "message": f"{s.name}: no observations in 31 days",
+                        }
+                    )
+                elif s.key in errs:
+                    errors.append(errs[s.key])
+                else:
+                    h = by_sensor.get(s.key, empty)
+                    fc = fcs[s.key]
+                    # the model metadata in .attrs would be deep-copied on every column access
+                    # below; the result takes it from the model itself
+                    fc.attrs = {}
+                    c = cov_by.get(s.key, cov.iloc[:0])  # _event_prior's own filter, done once
+                    per_sensor.append((s, self._event_prior(fc, s, c, mrow), h))
+            if not per_sensor:
+                msg = "; ".join(e["message"] for e in errors)
+                if any(e.get("stale") for e in errors):
+                    failed[zid] = CrowdError(
+                        f"refusing to forecast on stale input ({msg}); pass allow_stale=true to "
+                        "forecast anyway",
+                        field="allow_stale",
+                        status=409,
+                    )
+                else:
+                    failed[zid] = CrowdError(f"history: {msg}", field="history")
                 continue
             try:
-                fc = model.predict(
-                    h,
+                out = self._zone_result(
+                    zone,
+                    thr,
+                    per_sensor,
+                    issue=issue,
+                    tz=tz,
+                    model=model,
+                    mrow=mrow,
+                    history_h=history_h,
+                    now=now,
+                )
+            except CrowdError as exc:
+                failed[zid] = exc
+                continue
+            out.update(
+                errors=errors,
+                events=[e for e in events if e["zone_id"] == zid],
+                skill=[r for r in skill if r["zone_id"] == zid],
+                stale_allowed=allow_stale,
+                stale=any(
+                    float(np.nanmax(fc["data_age_h"])) > self.settings.stale_after_h
+                    for _, fc, _ in per_sensor
+                ),
+            )
+            if out["stale"]:
+                out["notes"].append("forecast made on stale input (allow_stale=true)")
+            done[zid] = out
+        if store and done:
+            with self.engine.begin() as conn:
+                for out in done.values():
+                    self._store(conn, out)
+        return done, failed
+
+    def _predict_sensors(
+        self,
+        model: ForecastModel,
+        hist: pd.DataFrame,
+        streams: list[_Stream],
+        *,
+        issue: pd.Timestamp,
+        cov: pd.DataFrame,
+        stale_after_h: float | None,
+    ) -> tuple[dict[str, pd.DataFrame], dict[str, dict]]:
+        """Forecast frames per sensor key and per-sensor errors, with as few ``predict`` calls as
+        possible: one call for all sensors; if it refuses (a sensor with too little history),
+        the set is halved until the culprits are alone. A single sensor is asked exactly as the
+        per-zone path always did, so its refusal (stale first, then history) is the same."""
+        H = self.settings.horizon_h
+        names = {s.key: s.name for s in streams}
+        fcs: dict[str, pd.DataFrame] = {}
+        errs: dict[str, dict] = {}
+
+        def one(key: str) -> None:
+            try:
+                fcs[key] = model.predict(
+                    hist,
                     issue_time=issue,
                     horizon_h=H,
-                    sensors=[s.key],
+                    sensors=[key],
                     covariates=cov,
-                    stale_after_h=None if allow_stale else self.settings.stale_after_h,
+                    stale_after_h=stale_after_h,
                 )
             except StaleInputError as exc:
-                errors.append(
-                    {
-                        "sensor": s.key,
+                errs[key] = {
+                    "sensor": key,
+                    "field": "allow_stale",
+                    "stale": True,
+                    "message": f"{names[key]}: {exc}",
+                }
+            except (InsufficientHistoryError, ForecastError) as exc:
+                errs[key] = {"sensor": key, "field": "history", "message": f"{names[key]}: {exc}"}
+
+        def run(keys: list[str]) -> None:
+            if not keys:
+                return
+            if len(keys) == 1:
+                one(keys[0])
+                return
+            try:
+                fc = model.predict(
+                    hist,
+                    issue_time=issue,
+                    horizon_h=H,
+                    sensors=keys,
+                    covariates=cov,
+                    stale_after_h=None,  # checked per sensor below: one stale sensor must not sink all
+                )
+            except ForecastError:
+                mid = len(keys) // 2
+                run(keys[:mid])
+                run(keys[mid:])
+                return
+            groups = {k: g for k, g in fc.groupby("sensor", sort=False)}
+            for key in keys:
+                g = groups[key].reset_index(drop=True)
+                age = float(g["data_age_h"].iloc[0]) if len(g) else float("nan")
+                if stale_after_h is not None and not age <= stale_after_h:
+                    # worded as predict's own StaleInputError for this one sensor
+                    errs[key] = {
+                        "sensor": key,
                         "field": "allow_stale",
                         "stale": True,
-                        "message": f"{s.name}: {exc}",
+                        "message": f"{names[key]}: newest observation older than {stale_after_h} h "
+                        f"at {issue} for {[key]}; pass stale_after_h=None to forecast anyway",
                     }
-                )
-                continue
-            except (InsufficientHistoryError, ForecastError) as exc:
-                errors.append({"sensor": s.key, "field": "history", "message": f"{s.name}: {exc}"})
-                continue
-            per_sensor.append((s, self._event_prior(fc, s, cov, mrow), h))
-        if not per_sensor:
-            stale = any(e.get("stale") for e in errors)
-            msg = "; ".join(e["message"] for e in errors)
-            if stale:
-                raise CrowdError(
-                    f"refusing to forecast on stale input ({msg}); pass allow_stale=true to forecast "
-                    "anyway",
-                    field="allow_stale",
-                    status=409,
-                )
-            raise CrowdError(f"history: {msg}", field="history")
-        out = self._zone_result(
-            zone,
-            thr,
-            per_sensor,
-            issue=issue,
-            tz=tz,
-            model=model,
-            mrow=mrow,
-            history_h=history_h,
-            now=now,
-        )
-        out.update(
-            errors=errors,
-            events=events,
-            skill=skill,
-            stale_allowed=allow_stale,
-            stale=any(
-                float(np.nanmax(fc["data_age_h"])) > self.settings.stale_after_h
-                for _, fc, _ in per_sensor
-            ),
-        )
-        if out["stale"]:
-            out["notes"].append("forecast made on stale input (allow_stale=true)")
-        if store:
-            with self.engine.begin() as conn:
-                self._store(conn, out)
-        return out
+                else:
+                    fcs[key] = g
+
+        run([s.key for s in streams])
+        return fcs, errs
 
     def _event_prior(
         self, fc: pd.DataFrame, s: _Stream, cov: pd.DataFrame, mrow: dict
@@ -783,18 +968,20 @@ class CrowdService:
                 for lv in ("amber", "red", "critical")
             }
             hours = []
-            for j, r in enumerate(fc.itertuples(index=False)):
+            col = {c: fc[c].to_numpy() for c in ("point", *_QCOLS, "event_visitors", "lead_h")}
+            times = _local_to_utc_iso(fc["timestamp"], tz)
+            for j, (ts, method) in enumerate(zip(fc["timestamp"], fc["method"], strict=True)):
                 hours.append(
                     {
-                        "time": _local_to_utc(r.timestamp, tz).isoformat(),
-                        "local_time": str(r.timestamp),
-                        "lead_h": int(r.lead_h),
-                        "point": float(r.point),
-                        **{c: float(fc[c].iloc[j]) for c in _QCOLS},
-                        "method": r.method,
-                        "event_visitors": float(fc["event_visitors"].iloc[j]),
+                        "time": times[j],
+                        "local_time": str(ts),
+                        "lead_h": int(col["lead_h"][j]),
+                        "point": float(col["point"][j]),
+                        **{c: float(col[c][j]) for c in _QCOLS},
+                        "method": method,
+                        "event_visitors": float(col["event_visitors"][j]),
                         "p_levels": {lv: float(probs[lv][j]) for lv in probs},
-                        "level": level_of(float(r.point) * f, thr),
+                        "level": level_of(float(col["point"][j]) * f, thr),
                     }
                 )
             hist_rows = h[h["timestamp"] >= issue - pd.Timedelta(hours=history_h)]
@@ -811,18 +998,24 @@ class CrowdService:
                     "count_thresholds": cthr,
                     "data_age_h": float(fc["data_age_h"].iloc[0]) if len(fc) else None,
                     "history": [
-                        {"time": _local_to_utc(t, tz).isoformat(), "value": float(v)}
-                        for t, v in zip(hist_rows["timestamp"], hist_rows["count"], strict=True)
+                        {"time": t, "value": float(v)}
+                        for t, v in zip(
+                            _local_to_utc_iso(hist_rows["timestamp"], tz),
+                            hist_rows["count"],
+                            strict=True,
+                        )
                     ],
                     "hours": hours,
                 }
             )
-            dens.append((s, fc, f, probs))
+            dens.append((s, col, f, probs))
         # zone: the busiest sensor per hour (the safe side); level probabilities = max over sensors
         zone_hours = []
         for j in range(H):
             cands = [
-                (fc["point"].iloc[j] * f, k) for k, (s, fc, f, _) in enumerate(dens) if j < len(fc)
+                (fc["point"][j] * f, k)
+                for k, (s, fc, f, _) in enumerate(dens)
+                if j < len(fc["point"])
             ]
             if not cands:
                 break
@@ -830,7 +1023,7 @@ class CrowdService:
             s, fc, f, _ = dens[k]
             row = sensors_out[k]["hours"][j]
             p = {
-                lv: max(float(d[3][lv][j]) for d in dens if j < len(d[1]))
+                lv: max(float(d[3][lv][j]) for d in dens if j < len(d[1]["point"]))
                 for lv in ("amber", "red", "critical")
             }
             zone_hours.append(
@@ -838,9 +1031,9 @@ class CrowdService:
                     "time": row["time"],
                     "local_time": row["local_time"],
                     "lead_h": row["lead_h"],
-                    "point": round(float(fc["point"].iloc[j]) * f, 4),
-                    **{c: round(float(fc[c].iloc[j]) * f, 4) for c in _QCOLS},
-                    "level": level_of(float(fc["point"].iloc[j]) * f, thr),
+                    "point": round(float(fc["point"][j]) * f, 4),
+                    **{c: round(float(fc[c][j]) * f, 4) for c in _QCOLS},
+                    "level": level_of(float(fc["point"][j]) * f, thr),
                     "p_levels": p,
                     "sensor": s.key,
                     "method": row["method"],
@@ -926,36 +1119,41 @@ class CrowdService:
             return sorted({s.zone_id for s in self._counters(conn) if s.zone_id is not None})
 
     def refresh(self, *, now: datetime | None = None) -> dict:
-        """Forecast every zone with counters, store the forecasts, raise/close alerts (and publish them)."""
+        """Forecast every zone with counters (one batch, :meth:`forecast_all`), store the forecasts,
+        raise/close alerts (and publish them)."""
         now = now or datetime.now(UTC)
-        done, skipped, raised = [], [], []
+        skipped, raised = [], []
         nc = {z["zone_id"]: z for z in self.nowcast(now=now)["zones"]}
-        for zid in self.forecast_zone_ids():
-            try:
-                fc = self.forecast_zone(zid, now=now)
-            except CrowdError as exc:
-                skipped.append({"zone_id": zid, "field": exc.field, "message": str(exc)})
-                if exc.field == "model":
-                    break
-                continue
-            done.append(zid)
-            red_now = nc.get(zid, {}).get("level") in ("red", "critical")
+        try:
+            done, failed = self._forecast_batch(
+                None, now=now, allow_stale=False, store=True, history_h=48
+            )
+        except CrowdError as exc:
+            if exc.field != "model":
+                raise
+            ids = self.forecast_zone_ids()
+            done, failed = {}, {}
+            skipped = [{"zone_id": ids[0], "field": exc.field, "message": str(exc)}] if ids else []
+        for zid, exc in sorted(failed.items()):
+            skipped.append({"zone_id": zid, "field": exc.field, "message": str(exc)})
+        if done:
             with self.engine.begin() as conn:
-                zone = self._zone(conn, zid)
-                new = A.evaluate_zone(
-                    conn,
-                    zone=zone,
-                    forecast=fc,
-                    red_now=red_now,
-                    policy=self.settings.alert,
-                    now=now,
-                )
-            if new is not None:
-                raised.append(new)
-                if self.settings.mqtt_url:
-                    A.publish_mqtt(self.settings.mqtt_url, new)
+                for zid, fc in sorted(done.items()):
+                    new = A.evaluate_zone(
+                        conn,
+                        zone=self._zone(conn, zid),
+                        forecast=fc,
+                        red_now=nc.get(zid, {}).get("level") in ("red", "critical"),
+                        policy=self.settings.alert,
+                        now=now,
+                    )
+                    if new is not None:
+                        raised.append(new)
+        if self.settings.mqtt_url:
+            for new in raised:
+                A.publish_mqtt(self.settings.mqtt_url, new)
         return {
-            "forecast_zones": done,
+            "forecast_zones": sorted(done),
             "skipped": skipped,
             "alerts_raised": raised,
             "at": now.isoformat(),
@@ -1303,6 +1501,12 @@ class CrowdScheduler:
                 trained = self.service.train(now=now)
             except CrowdError as exc:
                 trained = {"error": str(exc), "field": exc.field}
+            else:
+                # skill is shown beside every forecast: measure it for each new model
+                try:
+                    trained["skill"] = self.service.compute_skill(now=now)
+                except CrowdError as exc:
+                    trained["skill"] = {"error": str(exc), "field": exc.field}
         out = {"trained": trained, **self.service.refresh(now=now)}
         self.last = out
         return out

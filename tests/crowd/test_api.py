@@ -85,6 +85,19 @@ def test_forecast_with_skill_and_errors(api) -> None:
     assert sk["zones"][0]["zone_id"] == ZONE and "MASE" in sk["method"]
 
 
+def test_forecast_all_zones_in_one_batch(api) -> None:
+    client, h, _ = api
+    assert client.get("/api/crowd/forecast/all").status_code == 401
+    r = client.get("/api/crowd/forecast/all", headers=h["viewer"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [z["zone_id"] for z in body["zones"]] == [ZONE] and body["errors"] == []
+    one = client.get("/api/crowd/forecast", params={"zone_id": ZONE}, headers=h["viewer"]).json()
+    z = body["zones"][0]
+    assert set(z) == set(one) and len(z["hours"]) == 24 and z["skill"]
+    assert z["model_version"] == one["model_version"]
+
+
 def test_events_crud_and_bad_input(api) -> None:
     client, h, _ = api
     start = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0)

@@ -199,3 +199,155 @@ def test_parking_full_in_how_long(twin) -> None:
     assert garage["occupied"] == 170 and garage["free"] == 30
     assert garage["trend_spaces_per_h"] == pytest.approx(120, rel=0.01)
     assert garage["full_in_min"] == pytest.approx(15, abs=1)
+
+
+# ---------------------------------------------------------------------------- batch path
+@pytest.fixture(scope="module")
+def multi(helsinki_engine, tmp_path_factory):
+    """Three zones: zone 1 with an area camera and a line counter, a second zone with a camera,
+    a third zone with one fresh camera and one whose feed stopped 10 h ago (stale sensor)."""
+    from tests.crowd._twin import seed_camera
+
+    engine, svc, seeded = seeded_twin(
+        helsinki_engine, tmp_path_factory.mktemp("crowd-batch"), now=NOW, train=False
+    )
+    with engine.connect() as conn:
+        from citytwin.store.schema import zones
+
+        others = [
+            r.id
+            for r in conn.execute(
+                sa.select(zones.c.id)
+                .where(zones.c.usable_area_m2 > 0, zones.c.id != ZONE)
+                .order_by(zones.c.id)
+                .limit(2)
+            )
+        ]
+    assert len(others) == 2
+    seed_camera(engine, zone_id=ZONE, now=NOW, peak=2000.0, name="gate line", seed=1)
+    seed_camera(engine, zone_id=others[0], now=NOW, peak=500.0, counting="zone", name="b", seed=2)
+    seed_camera(engine, zone_id=others[1], now=NOW, peak=800.0, name="c fresh", seed=3)
+    stale = seed_camera(
+        engine, zone_id=others[1], now=NOW - timedelta(hours=10), peak=400.0, name="c stale", seed=4
+    )
+    svc.train(now=NOW)
+    yield engine, svc, [ZONE, *others], stale
+    engine.dispose()
+
+
+class _PerSensorService:
+    """The pre-batch path: ``ForecastModel.predict`` called once per sensor."""
+
+    @staticmethod
+    def patch(svc, monkeypatch):
+        def per_sensor(model, hist, streams, *, issue, cov, stale_after_h):
+            from citytwin.crowd.forecast import StaleInputError
+
+            fcs, errs = {}, {}
+            for s in streams:
+                try:
+                    fcs[s.key] = model.predict(
+                        hist[hist["sensor"] == s.key],
+                        issue_time=issue,
+                        horizon_h=svc.settings.horizon_h,
+                        sensors=[s.key],
+                        covariates=cov,
+                        stale_after_h=stale_after_h,
+                    )
+                except StaleInputError as exc:
+                    errs[s.key] = {
+                        "sensor": s.key,
+                        "field": "allow_stale",
+                        "stale": True,
+                        "message": f"{s.name}: {exc}",
+                    }
+            return fcs, errs
+
+        monkeypatch.setattr(svc, "_predict_sensors", per_sensor)
+
+
+def _count_predict(monkeypatch) -> list[int]:
+    from citytwin.crowd.forecast import ForecastModel
+
+    calls: list[int] = []
+    orig = ForecastModel.predict
+
+    def counted(self, *a, **k):
+        calls.append(len(k.get("sensors") or []))
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(ForecastModel, "predict", counted)
+    return calls
+
+
+def test_forecast_all_equals_the_per_zone_forecasts(multi, monkeypatch) -> None:
+    _, svc, zids, stale = multi
+    calls = _count_predict(monkeypatch)
+    batch = svc.forecast_all(now=NOW, store=False)
+    assert sorted(batch) == sorted(zids) and calls == [5]  # one predict for all five sensors
+    per_zone = {z: svc.forecast_zone(z, now=NOW, store=False) for z in zids}
+    assert batch == per_zone
+    # and the same as the old per-sensor predict loop, number for number
+    with monkeypatch.context() as m:
+        _PerSensorService.patch(svc, m)
+        ref = {z: svc.forecast_zone(z, now=NOW, store=False) for z in zids}
+    for z in zids:
+        a, b = batch[z], ref[z]
+        assert [s["sensor"] for s in a["sensors"]] == [s["sensor"] for s in b["sensors"]]
+        for c in ("point", "q0.025", "q0.1", "q0.9", "q0.975"):
+            np.testing.assert_allclose(
+                [h[c] for h in a["hours"]], [h[c] for h in b["hours"]], rtol=1e-9, atol=1e-12
+            )
+        assert [h["p_levels"] for h in a["hours"]] == [h["p_levels"] for h in b["hours"]]
+        assert a["errors"] == b["errors"]
+    # the stale sensor is listed, its zone still forecast from the fresh one
+    err = batch[zids[2]]["errors"]
+    assert [e["sensor"] for e in err] == [f"ds{stale['datastream_id']}"]
+    assert err[0]["field"] == "allow_stale" and err[0]["stale"] is True
+    assert len(batch[zids[0]]["sensors"]) == 2 and not batch[zids[0]]["errors"]
+
+
+def test_forecast_all_refuses_stale_input_per_zone(multi) -> None:
+    _, svc, zids, _ = multi
+    later = NOW + timedelta(days=2)
+    out = svc.forecast_all(now=later, store=False)
+    assert set(out) == set(zids)
+    for z in zids:
+        assert out[z]["error"]["field"] == "allow_stale" and out[z]["error"]["status"] == 409
+    with pytest.raises(CrowdError) as e:
+        svc.forecast_zone(zids[0], now=later, store=False)
+    assert e.value.field == "allow_stale" and str(e.value) == out[zids[0]]["error"]["detail"]
+    ok = svc.forecast_all(now=later, allow_stale=True, store=False)
+    assert all(ok[z]["stale"] is True and not ok[z]["errors"] for z in zids)
+
+
+def test_forecast_all_stores_in_one_issue_and_refresh_uses_it(multi, monkeypatch) -> None:
+    engine, svc, zids, _ = multi
+    at = NOW + timedelta(minutes=5)
+    calls = _count_predict(monkeypatch)
+    out = svc.refresh(now=at)
+    assert out["forecast_zones"] == sorted(zids) and out["skipped"] == []
+    assert calls == [5]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(crowd_forecasts.c.zone_id, crowd_forecasts.c.datastream_id).where(
+                crowd_forecasts.c.issued_at == at
+            )
+        ).all()
+    # 24 zone rows per zone + 24 rows per forecast sensor (the stale one is not forecast)
+    assert len(rows) == 24 * (3 + 4)
+    assert {r.zone_id for r in rows} == set(zids)
+
+
+def test_scheduler_run_measures_skill_for_a_new_model(multi) -> None:
+    from citytwin.crowd.service import CrowdScheduler
+
+    engine, svc = multi[0], multi[1]
+    with engine.begin() as conn:
+        conn.execute(crowd_skill.delete())
+        conn.execute(crowd_models.delete())
+    out = CrowdScheduler(svc).run_once(now=NOW)
+    assert "error" not in out["trained"], out["trained"]
+    assert out["trained"]["skill"]["n"] > 0
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(crowd_skill)).scalar() > 0

@@ -67,6 +67,31 @@ async def forecast(
         return _error(exc)
 
 
+@router.get("/forecast/all")
+async def forecast_all(
+    request: Request,
+    allow_stale: bool = Query(False, description="forecast even when the input is stale"),
+    _: Principal = Depends(require_role("viewer")),
+):
+    """Next 24 h for every zone with counting cameras, in one batch (same shape per zone as
+    ``/forecast``). Zones that cannot be forecast are listed under ``errors`` with ``detail``,
+    ``field`` and ``status``; when none can, the first refusal is the answer (e.g. 409
+    ``allow_stale`` on stale input)."""
+    try:
+        out = await run_in_threadpool(lambda: _svc(request).forecast_all(allow_stale=allow_stale))
+    except CrowdError as exc:
+        return _error(exc)
+    zones = [z for z in out.values() if "error" not in z]
+    errors = [{"zone_id": z["zone_id"], **z["error"]} for z in out.values() if "error" in z]
+    if not zones and errors:
+        stale = [e for e in errors if e["field"] == "allow_stale"]
+        e = (stale or errors)[0]
+        return JSONResponse(
+            {"detail": e["detail"], "field": e["field"], "errors": errors}, status_code=e["status"]
+        )
+    return {"zones": zones, "errors": errors}
+
+
 @router.get("/forecast/zones")
 async def forecast_zones(request: Request, _: Principal = Depends(require_role("viewer"))):
     """Level per zone and hour from the latest stored forecast of each zone (for the time slider)."""
