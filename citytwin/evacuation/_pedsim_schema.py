@@ -34,6 +34,33 @@ MAX_DENSITY_P_PER_M2 = 4.0
 """Largest initial density accepted in a spawn area (random placement jams near 4.3 /m²)."""
 DOOR_SNAP_TOLERANCE_M = 0.5
 """A door's end points may lie at most this far from the walkable-area boundary."""
+
+EXIT_CORRIDOR_LENGTH_M = 2.0
+"""Default length of the door-wide corridor beyond each door line.
+
+JuPedSim removes an agent when it enters the exit stage. With CFSM an agent's speed is set by
+its headway to the agent ahead, so a stage right behind the door line removes the leader while
+its follower is still in the doorway: the follower always sees free space and the door passes
+far more people than measured (1 m door, stage 0.5 m beyond the line: 1.66 p/s vs IMO's 1.33).
+Removing agents ~one free-walking headway beyond the door (2r + v0·T = 0.4 + 1.34·1 s ≈ 1.7 m)
+keeps the people just through the door in the simulation; longer door-wide corridors turn into
+a corridor bottleneck of their own (docs/pedsim.md, "Exit geometry")."""
+
+CFSM_DEFAULTS: dict[str, dict[str, float]] = {
+    "parameters": {"range_geometry_repulsion": 0.1},
+    "agent_parameters": {},
+}
+"""citytwin's defaults for the CollisionFreeSpeedModel where they differ from JuPedSim's.
+
+JuPedSim's wall repulsion range is 0.02 m: agents hug walls and jam against the frame of a
+1 m door, and the crowd deadlocks (RiMEA 9 with 4 exits stalls with 211 of 1,000 inside).
+0.1 m (a 10 cm keep-off distance from walls, the range JuPedSim uses between agents) lets
+that run complete and lowers 1 m door flow by ~8 % (docs/pedsim.md). Scenario values
+override these."""
+
+EXIT_STAGE_DEPTH_M = 0.5
+"""Depth of the exit stage at the far end of the corridor (half the corridor if shorter)."""
+
 SLIVER_AREA_M2 = 0.05
 """Parts of the walkable area smaller than this (after subtracting obstacles) are dropped."""
 
@@ -353,7 +380,7 @@ def _build_exit(i: int, ex: Mapping[str, Any], area: Polygon, corridor_len: floa
         raise ScenarioError(f + ".door", f"the {corridor_len:g} m beyond exit {name!r} are "
                                          "part of the walkable area; an exit must lead out")
     corridor = quad(-0.01, corridor_len)
-    stage = quad(corridor_len / 2, corridor_len)
+    stage = quad(corridor_len - min(EXIT_STAGE_DEPTH_M, corridor_len / 2), corridor_len)
     return Exit(name, door, width, False, corridor, stage)
 
 
@@ -414,7 +441,7 @@ def parse_scenario(source: Mapping[str, Any] | str | Path) -> Scenario:
                   lo=dt, hi=10.0, unit="s")
     stall = _num(sim.get("stall_timeout_s", 60.0), "simulation.stall_timeout_s", lo=1.0,
                  unit="s")
-    corridor_len = _num(sim.get("exit_corridor_length_m", 1.0),
+    corridor_len = _num(sim.get("exit_corridor_length_m", EXIT_CORRIDOR_LENGTH_M),
                         "simulation.exit_corridor_length_m", lo=0.4, hi=10.0, unit="m")
 
     ana = dict(_obj(doc.get("analysis", {}), "analysis"))
@@ -435,6 +462,12 @@ def parse_scenario(source: Mapping[str, Any] | str | Path) -> Scenario:
     model_params = dict(_obj(model_d.get("parameters", {}), "model.parameters"))
     agent_params = dict(_obj(model_d.get("agent_parameters", {}), "model.agent_parameters"))
     _check_model_keys(model, model_params, agent_params)
+    if model == "CollisionFreeSpeedModel":
+        model_params = {**CFSM_DEFAULTS["parameters"], **model_params}
+        agent_params = {**CFSM_DEFAULTS["agent_parameters"], **agent_params}
+    elif model == "CollisionFreeSpeedModelV2":  # the same parameters are per agent in V2
+        agent_params = {**CFSM_DEFAULTS["parameters"], **CFSM_DEFAULTS["agent_parameters"],
+                        **agent_params}
 
     area = _walkable_area(doc.get("walkable_area"), base_dir)
     obstacles = _obstacles(doc.get("obstacles"), base_dir)

@@ -51,6 +51,33 @@ def test_valid_scenario_loads_and_builds_exit_corridors():
         assert not e.stage.intersects(sc.walkable_area.buffer(-1e-6))
 
 
+def test_exit_stage_is_at_the_end_of_a_door_wide_corridor():
+    """No funnel: the corridor beyond the door is exactly as wide as the door, and JuPedSim
+    removes agents only ≥ 1.5 m beyond the door line (a stage right behind the line lets the
+    door pass far too many people with CFSM; docs/pedsim.md, "Exit geometry")."""
+    sc = pedsim.load_scenario(base())
+    for e in sc.open_exits:
+        beyond = e.corridor.difference(sc.walkable_area)
+        assert beyond.area == pytest.approx(e.width_m * 2.0, rel=1e-6)  # width × 2 m default
+        assert e.door.length == pytest.approx(e.width_m)
+        assert e.stage.distance(e.door) == pytest.approx(1.5)
+        assert e.stage.area == pytest.approx(e.width_m * 0.5)
+        assert e.corridor.buffer(1e-9).contains(e.stage)
+    assert [e.width_m for e in sc.open_exits] == pytest.approx([2.0, 1.0])
+
+
+def test_exit_time_is_the_door_line_crossing():
+    """One walker at 1.2 m/s from 9.7 m to the door line at x = 10: out at ≈ 0.25 s,
+    not when JuPedSim removes it 1.5 m further on."""
+    doc = base()
+    doc["obstacles"] = []
+    doc["agents"] = [{"positions": [[9.7, 5.0]], "speed_m_per_s": {"mean": 1.2}}]
+    doc["exits"] = doc["exits"][:1]
+    res = pedsim.run_scenario(doc, seed=1, analysis=False)
+    assert res.complete
+    assert res.exit_time_s[0] == pytest.approx(0.3 / 1.2, abs=0.03)
+
+
 def test_exit_outside_walkable_area():
     doc = base()
     doc["exits"][0]["door"] = [[14, 4], [14, 6]]
@@ -205,11 +232,14 @@ def test_run_many_in_processes_and_summary():
 
 def test_compare_what_if_close_an_exit():
     a = base()
+    a["agents"].append({"name": "east crowd", "count": 20, "spawn": _rect(8.5, 1, 9.5, 9),
+                        "speed_m_per_s": {"mean": 1.34, "sd": 0.2}})
     b = copy.deepcopy(a)
-    b["exits"][1]["closed"] = True  # the west door everybody uses
+    b["exits"][0]["closed"] = True  # the east door: its crowd must cross to the west door
     out = pedsim.compare(a, b, seeds=[1], processes=1)
+    assert out["a"]["exits"][0]["persons"] > 0
     assert out["delta"]["evacuation_time_s"] > 0
-    assert out["b"]["exits"][1]["persons"] == 0
+    assert out["b"]["exits"][0]["persons"] == 0
 
 
 def test_walkable_area_from_twin_and_dxf(tmp_path):
