@@ -39,6 +39,7 @@ CALENDAR_FEATURES = [
     "hol_next_day",
     "hol_last_week",
     "days_to_xmas",
+    "nye",
 ]
 LEVEL_FEATURES = ["sensor", "log_level", "valid_frac"]
 LAG_FEATURES = (
@@ -178,6 +179,11 @@ def build_features(
     leap = pd.DatetimeIndex(times).is_leap_year
     xmas = xmas + leap.astype(np.int64)
     f["days_to_xmas"] = np.clip((xmas - day).astype(np.float64), -10, 60)
+    # New Year's Eve night (31 Dec 18:00 – 1 Jan 03:00): the busiest night of the year in
+    # most city centres, too rare for the trees to isolate from day of year and hour alone
+    month, dom = ts.month.to_numpy(), ts.day.to_numpy()
+    f["nye"] = (((month == 12) & (dom == 31) & (hour >= 18))
+                | ((month == 1) & (dom == 1) & (hour < 3))).astype(np.float64)
 
     level, n_level = grid.window_mean(i - LEVEL_WINDOW_H, i, s)
     lev = np.maximum(np.nan_to_num(level, nan=LEVEL_FLOOR), LEVEL_FLOOR)

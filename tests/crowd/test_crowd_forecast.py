@@ -121,3 +121,19 @@ def test_stale_and_bad_requests_raise_with_field(fitted) -> None:
 def test_fit_refuses_short_history(make_counts) -> None:
     with pytest.raises(InsufficientHistoryError):
         ForecastModel(FAST).fit(make_counts(days=20), seed=0)
+
+
+def test_parallel_fit_equals_sequential_fit(fitted) -> None:
+    """The point and tail models trained side by side in two threads are the same models."""
+    from dataclasses import replace
+
+    model, frame = fitted
+    seq = ForecastModel(replace(FAST, fit_workers=1), dataset="synthetic").fit(frame, seed=1)
+    issue = pd.Timestamp("2024-03-11")
+    a = model.predict(frame, issue_time=issue)
+    b = seq.predict(frame, issue_time=issue)
+    cols = ["point", *[f"q{q}" for q in QUANTILES]]
+    np.testing.assert_array_equal(a[cols].to_numpy(), b[cols].to_numpy())
+    # the point model got more trees than each tail model (see ForecastConfig)
+    trees = {a: m.num_trees() for a, m in model._fitted.boosters.items()}
+    assert trees[0.5] > trees[0.9] > 0

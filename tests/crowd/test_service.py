@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from citytwin.crowd.forecast import FORECAST_SCHEMA_VERSION
 from citytwin.crowd.schema import crowd_forecasts, crowd_models, crowd_skill
 from citytwin.crowd.service import CrowdError, city_locale
 from tests.crowd._twin import ZONE, seeded_twin
@@ -42,7 +43,7 @@ def test_city_locale_guesses_helsinki() -> None:
 def test_training_records_version_and_window(twin) -> None:
     engine, svc, _ = twin
     info = svc.model_info()
-    assert info is not None and info["version"].startswith("1.")
+    assert info is not None and info["version"].startswith(f"{FORECAST_SCHEMA_VERSION}.")
     assert info["info"]["timezone"] == "Europe/Helsinki" and info["info"]["country"] == "FI"
     assert info["training_start"] < info["training_end"]
     with engine.connect() as conn:
