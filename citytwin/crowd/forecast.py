@@ -588,7 +588,8 @@ class ForecastModel:
         wanted = list(sensors) if sensors is not None else list(
             dict.fromkeys(frame_history["sensor"].astype(str))
         )
-        absent = [x for x in wanted if x not in set(hist["sensor"].astype(str))]
+        present = set(hist["sensor"].astype(str))
+        absent = [x for x in wanted if x not in present]
         if absent:
             raise InsufficientHistoryError(
                 f"no observations in the 29 days before {issue} for sensor(s) {absent}",

@@ -12,6 +12,7 @@ from citytwin.crowd.backtest import (
     NoTestDataError,
     ShortHistoryError,
     backtest_frame,
+    daily_level_oracle_mase,
     run_backtest,
     score,
 )
@@ -45,6 +46,22 @@ def test_synthetic_backtest_beats_naive_and_covers(make_counts) -> None:
     assert abs(r["coverage_95"] - 0.95) < 0.035
     assert set(r["per_sensor"]) == {"s0", "s1", "s2"}
     assert r["model"]["training_window"]["end"] == "2024-03-22 00:00:00"
+
+
+def test_kept_forecasts_rescore_to_the_reported_mase_and_feed_the_oracle(make_counts) -> None:
+    frame = make_counts(sensors=2, days=84, seed=5)
+    r = backtest_frame(frame, test_start=date(2024, 3, 11), test_end=date(2024, 3, 24),
+                       config=FAST, keep_forecasts=True)
+    f = r["forecasts"]
+    assert len(f) == r["n"]
+    err = (f["point"] - f["y"]).abs() / f["scale"]
+    assert err.groupby(f["sensor"]).mean().mean() == pytest.approx(r["mase"], abs=1e-3)
+    # knowing each day's total can only help a forecast whose daily shape is right;
+    # a forecast proportional to the truth within each day has no error left at all
+    assert daily_level_oracle_mase(f.assign(point=f["y"] * 0.5 + 0.0)) == 0.0
+    assert 0.0 < daily_level_oracle_mase(f) < 2 * r["mase"]
+    assert "forecasts" not in backtest_frame(frame, test_start=date(2024, 3, 11),
+                                             test_end=date(2024, 3, 12), config=FAST)
 
 
 def test_outage_hours_in_test_period_are_not_scored(make_counts) -> None:
