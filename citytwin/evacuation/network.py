@@ -304,6 +304,7 @@ def plan_evacuation(
     250.0
     """
     t0 = time.perf_counter()
+    c0 = time.process_time()
     nd = network
     node_id = np.asarray(nd.node_id).reshape(-1)
     N = node_id.size
@@ -513,13 +514,16 @@ def plan_evacuation(
     # ---------------------------------------------------------------- routes
     gl_arc = arcs  # local arc -> global arc
     routes: dict[tuple, dict] = {}
-    for pc in sol.pieces:
-        key = (pc.origin, tuple(pc.arcs.tolist()))
+    for pc in sol.pieces:  # (plain Python on small lists: ~10^5 pieces on a city)
+        key = (pc.origin, pc.arcs.tobytes())
         dep0 = int(pc.dep[0]) if pc.arcs.size else 0
-        first_dep = (dep0 + int(pc.shifts.min())) * dt
-        last_dep = (dep0 + int(pc.shifts.max())) * dt
-        first_arr = (pc.arrive + 1 + int(pc.shifts.min())) * dt
-        last_arr = (pc.arrive + 1 + int(pc.shifts.max())) * dt
+        sh = pc.shifts.tolist()
+        s_lo, s_hi = min(sh), max(sh)
+        persons = sum(pc.persons.tolist())
+        first_dep = (dep0 + s_lo) * dt
+        last_dep = (dep0 + s_hi) * dt
+        first_arr = (pc.arrive + 1 + s_lo) * dt
+        last_arr = (pc.arrive + 1 + s_hi) * dt
         r = routes.get(key)
         if r is None:
             ga = gl_arc[pc.arcs]
@@ -528,7 +532,7 @@ def plan_evacuation(
             routes[key] = {
                 "origin_node": node_id[onode],
                 "destination_node": nodes[-1],
-                "persons": int(pc.persons.sum()),
+                "persons": persons,
                 "node_ids": nodes,
                 "edge_ids": edge_id[a_edge[ga]].tolist(),
                 "edge_reversed": a_rev[ga].tolist(),
@@ -539,7 +543,7 @@ def plan_evacuation(
                 "free_flow_s": float(prob.tau[pc.arcs].sum() * dt),
             }
         else:
-            r["persons"] += int(pc.persons.sum())
+            r["persons"] += persons
             r["departure_first_s"] = min(r["departure_first_s"], first_dep)
             r["departure_last_s"] = max(r["departure_last_s"], last_dep)
             r["arrival_first_s"] = min(r["arrival_first_s"], first_arr)
@@ -621,6 +625,7 @@ def plan_evacuation(
             "same point queues; destination capacities ignored",
         }
     t_sp = time.perf_counter()
+    c_sp = time.process_time()
     ex = None
     if exact and stranded == 0 and c100 is not None:
         hi = int(round(c100 / dt))
@@ -661,9 +666,13 @@ def plan_evacuation(
             "origin_nodes": int((prob.supply > 0).sum()),
             "horizon_steps": int(sol.horizon),
             "searches": int(sol.searches),
+            "search_pops": int(sol.stats.get("pops", 0)),
+            "requeued_without_search": int(sol.stats.get("requeued_without_search", 0)),
+            "ea_cells_updated": int(sol.stats.get("ea_cells_updated", 0)),
             "runtime_prepare_s": round(t_pre - t0, 3),
             "runtime_ccrp_s": round(t_ccrp - t_pre, 3),
             "runtime_total_s": round(t_sp - t0, 3),
+            "cpu_total_s": round(c_sp - c0, 3),
             "runtime_exact_s": round(t_end - t_sp, 3),
         },
     )
@@ -958,7 +967,9 @@ def evacuate(
             )
         dest_nodes = np.asarray(net.node_id)[ai]
         dest_cap = (
-            np.full(ai.size, np.inf) if acap is None else np.nan_to_num(acap[open_], nan=np.inf, posinf=np.inf)
+            np.full(ai.size, np.inf)
+            if acap is None
+            else np.nan_to_num(acap[open_], nan=np.inf, posinf=np.inf)
         )
         inside_ap = shapely.intersects_xy(hazard_polygon, ax[open_], ay[open_])
         if inside_ap.any():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import geopandas as gpd
@@ -534,12 +535,159 @@ def test_plan_is_deterministic():
 
 
 def test_unlimited_assembly_capacity_as_infinity():
-    """An assembly point with capacity ``inf`` (unlimited) is accepted, like one without capacity."""
+    """An assembly point with capacity ``inf`` (unlimited) is accepted like one without one."""
     hazard = shapely.Point(350, 350).buffer(160)
     geometry = [shapely.Point(0, 0), shapely.Point(700, 700)]
-    unlimited = gpd.GeoDataFrame({"capacity": [np.inf, np.inf]}, geometry=geometry, index=["n", "s"], crs="EPSG:3067")
-    plain = gpd.GeoDataFrame({"capacity": [np.nan, np.nan]}, geometry=geometry, index=["n", "s"], crs="EPSG:3067")
-    a = evacuate(edges=street_gdf(), buildings=buildings_gdf(), hazard_polygon=hazard, mode="walk", assembly_points=unlimited)
-    b = evacuate(edges=street_gdf(), buildings=buildings_gdf(), hazard_polygon=hazard, mode="walk", assembly_points=plain)
+    unlimited = gpd.GeoDataFrame(
+        {"capacity": [np.inf, np.inf]}, geometry=geometry, index=["n", "s"], crs="EPSG:3067"
+    )
+    plain = gpd.GeoDataFrame(
+        {"capacity": [np.nan, np.nan]}, geometry=geometry, index=["n", "s"], crs="EPSG:3067"
+    )
+    a = evacuate(
+        edges=street_gdf(),
+        buildings=buildings_gdf(),
+        hazard_polygon=hazard,
+        mode="walk",
+        assembly_points=unlimited,
+    )
+    b = evacuate(
+        edges=street_gdf(),
+        buildings=buildings_gdf(),
+        hazard_polygon=hazard,
+        mode="walk",
+        assembly_points=plain,
+    )
     assert a["persons_evacuated"] == 220
     assert a["clearance_100_s"] == b["clearance_100_s"]
+
+
+# ------------------------------------------------------------------ engine internals
+
+
+def test_cap_profile_matches_the_floor_formula():
+    from citytwin.evacuation._flow import cap_profile
+
+    rate = np.r_[np.random.default_rng(0).uniform(0.01, 40.0, 300), 0.75, 1 / 3, 2 / 3, 2.2]
+    for t0, t1 in [(0, 500), (500, 1300)]:
+        t = np.arange(t0, t1 + 1, dtype=np.float64)
+        ref = np.diff(np.floor(rate[:, None] * t[None, :] + 1e-9), axis=1).astype(np.int32)
+        assert np.array_equal(cap_profile(rate, t0, t1), ref)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_earliest_arrival_repair_equals_a_fresh_sweep(dtype):
+    """Filling random slots and a sink, then repairing the EA table incrementally, gives the
+    same table as sweeping it again from scratch."""
+    from citytwin.evacuation._flow import _ea_sweep_jit, _ea_update_jit
+
+    rng = np.random.default_rng(11)
+    n, H = 40, 60
+    tail = np.repeat(np.arange(n - 4), 3)
+    head = rng.integers(0, n, tail.size)
+    keep = tail != head
+    tail, head = tail[keep].astype(np.int64), head[keep].astype(np.int64)
+    m = tail.size
+    tau = rng.integers(1, 4, m).astype(np.int64)
+    maxtau = int(tau.max())
+    adj_off = np.r_[0, np.cumsum(np.bincount(tail, minlength=n))].astype(np.int64)
+    in_arc = np.argsort(head, kind="stable").astype(np.int64)
+    in_off = np.r_[0, np.cumsum(np.bincount(head, minlength=n))].astype(np.int64)
+    is_sink = np.zeros(n, bool)
+    is_sink[n - 4 :] = True
+    sink_left = np.where(is_sink, 100, -1).astype(np.int64)
+    big = int(np.iinfo(dtype).max)
+    free = rng.random((H, m)) < 0.7
+    steps = np.arange(H + 1, dtype=dtype)
+
+    def tables(free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        nf = np.empty((H + 1, m), dtype)  # next free step: a union-find without compression
+        nf[H] = H
+        for t in range(H - 1, -1, -1):
+            nf[t] = np.where(free[t], steps[t], nf[t + 1])
+        ea = np.full((H + 1 + maxtau) * n, big, dtype)
+        _ea_sweep_jit(ea, n, H, nf.reshape(-1), adj_off, head, tau, is_sink, sink_left)
+        return nf, ea
+
+    nf, ea = tables(free)
+    fill = np.argwhere(free)[rng.choice(int(free.sum()), 300, replace=False)]
+    free2 = free.copy()
+    free2[fill[:, 0], fill[:, 1]] = False
+    nf2, _ = tables(free2)
+    sink_left[n - 1] = 0  # a sink fills up too
+    keys = np.r_[fill[:, 0] * n + tail[fill[:, 1]], np.arange(H) * n + n - 1].astype(np.int64)
+    queued = np.zeros(H * n, np.uint8)
+    changed = _ea_update_jit(
+        ea, n, H, nf2.reshape(-1), adj_off, head, tau, tail, in_off, in_arc, is_sink,
+        sink_left, keys, keys.size, queued,
+    )  # fmt: skip
+    _, fresh = tables(free2)
+    assert changed > 0
+    assert np.array_equal(ea, fresh)
+    assert not queued.any()
+
+
+def test_large_horizon_uses_wide_tables_with_the_same_plan():
+    """Beyond 32,767 steps the tables switch from 16- to 32-bit steps; the plan is the same."""
+    from citytwin.evacuation._flow import FlowProblem, ccrp, static_times_to_sink
+
+    n = 6
+    tail = np.array([0, 0, 1, 2, 3, 4])
+    head = np.array([1, 2, 3, 4, 5, 5])
+    p = FlowProblem(
+        n=n,
+        tail=tail,
+        head=head,
+        tau=np.array([1, 2, 1, 1, 3, 1]),
+        rate=np.array([0.5, 1.0, 0.75, 1.5, 1.0, 1.0]),
+        supply=np.array([60, 0, 0, 0, 0, 0]),
+        sink_cap=np.array([-1, -1, -1, -1, -1, 1 << 40]),
+        hold_cap=np.full(n, -1, np.int64),
+    )
+    h, _ = static_times_to_sink(p)
+    a = ccrp(p, h)
+    b = ccrp(p, h, horizon=40_000)
+    assert b.horizon == 40_000 and a.horizon < 1000
+    assert np.array_equal(a.arrivals, b.arrivals[: a.arrivals.size])
+    assert b.arrivals[a.arrivals.size :].sum() == 0
+    assert np.array_equal(a.peak_queue, b.peak_queue)
+    assert [pc.arcs.tolist() for pc in a.pieces] == [pc.arcs.tolist() for pc in b.pieces]
+
+
+def test_short_horizon_grows_to_the_same_plan():
+    from citytwin.evacuation._flow import FlowProblem, ccrp, static_times_to_sink
+
+    n = 5
+    p = FlowProblem(
+        n=n,
+        tail=np.array([0, 0, 1, 2, 3]),
+        head=np.array([1, 2, 3, 3, 4]),
+        tau=np.array([2, 3, 1, 2, 1]),
+        rate=np.array([0.5, 1.0, 1.0, 0.75, 1.25]),
+        supply=np.array([80, 0, 0, 0, 0]),
+        sink_cap=np.array([-1, -1, -1, -1, 1 << 40]),
+        hold_cap=np.full(n, -1, np.int64),
+    )
+    h, _ = static_times_to_sink(p)
+    a = ccrp(p, h)
+    b = ccrp(p, h, horizon=4)  # far too short: the tables are doubled until everyone fits
+    assert b.horizon > 4 and b.residual.min() >= 0
+    assert int(b.arrivals.sum()) == 80 and int(b.stranded.sum()) == 0
+    last = lambda r: int(np.flatnonzero(r.arrivals)[-1])  # noqa: E731
+    assert last(a) == last(b)
+
+
+def test_node_capacity_limits_waiting_and_everyone_still_leaves():
+    """Node capacities take the reservation path with waiting limits; the plan stays feasible
+    and near the exact optimum of the same (node-limited) problem."""
+    net = grid(8, 8, 100.0, seed=4)
+    net = dataclasses.replace(net, node_capacity_persons=np.full(net.node_id.size, 3.0))
+    hazard = shapely.Point(350, 350).buffer(220)
+    inside = np.flatnonzero(shapely.intersects_xy(hazard, net.x_m, net.y_m))
+    persons = np.random.default_rng(4).integers(20, 60, inside.size)
+    plan = plan_evacuation(
+        net, origin_nodes=inside, origin_persons=persons, hazard=hazard, time_step_s=2, exact=True
+    )
+    opt = plan.exact_optimum["clearance_100_s"]
+    assert plan.persons_evacuated == persons.sum()
+    assert opt <= plan.clearance_100_s <= 1.2 * opt
