@@ -130,7 +130,7 @@ class ForecastConfig:
     #: anyway, so the point model gets more rows, more trees, more leaves and a smaller minimum
     #: leaf size than the settings above, the four tail models fewer trees at a higher learning
     #: rate (factors; rows capped at all of them). Measured in docs/forecast.md.
-    median_row_factor: float = 2.0
+    median_row_factor: float = 5 / 3
     median_tree_factor: float = 4 / 3
     median_leaves_factor: float = 2.0
     median_min_child_factor: float = 0.5
