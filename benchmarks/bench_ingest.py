@@ -17,6 +17,9 @@ server's. 1,000 Datastreams; every figure uses all of them:
   tuples, the limit asked for), ``raw_sqlalchemy`` through SQLAlchemy Core ``executemany``, and
   on PostgreSQL ``raw_copy`` (``COPY``, the database's fastest path).
 * ``latest_of_1000_ms``: the latest Observation of all 1,000 Datastreams in one query.
+* ``*_cpu_us_per_obs``: CPU seconds of this process (the server; on PostgreSQL without the
+  database's own processes) per Observation, and on SQLite the raw insert's CPU per row as a
+  fraction of the server's: figures that a busy machine does not change much, unlike the rates.
 """
 
 from __future__ import annotations
@@ -183,10 +186,11 @@ def _raw(engine, rows: list[tuple]) -> dict:
     ph = ", ".join(["?" if dialect == "sqlite" else "%s"] * len(COLUMNS))
     with engine.begin() as c:
         cur = c.connection.driver_connection.cursor()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         cur.executemany(f"INSERT INTO sta_observations ({cols}) VALUES ({ph})", rows)
         cur.close()
     out["raw_executemany_obs_per_s"] = round(len(rows) / (time.perf_counter() - start))
+    out["raw_executemany_cpu_us_per_obs"] = round((time.process_time() - cpu) / len(rows) * 1e6, 2)
     dicts = [dict(zip(COLUMNS, r, strict=True)) | {"phenomenon_time": datetime.fromisoformat(r[2]).replace(tzinfo=UTC)
                                                    if isinstance(r[2], str) else r[2],
                                                    "result_json": None, "result_quality": None, "parameters": None}
@@ -229,9 +233,12 @@ def bench_db(url: str | None, *, n: int, mqtt: str | None, mqtt_n: int, mqtt_win
         bodies = [json.dumps([{"Datastream": {"@iot.id": d}, "components": ["phenomenonTime", "result"],
                                "dataArray": rows} for d, rows in req]).encode() for req in requests]
         n_obs = sum(len(rows) for req in requests for _, rows in req)
+        cpu = time.process_time()  # this process is the server; the clients are other processes
         elapsed = _run_clients(base, hdr, [bodies[w::CLIENTS] for w in range(CLIENTS)], "/sta/v1.1/CreateObservations")
+        cpu = time.process_time() - cpu
         out["create_observations_obs_per_s"] = round(n_obs / elapsed)
         out["create_observations_n"] = n_obs
+        out["create_observations_server_cpu_us_per_obs"] = round(cpu / n_obs * 1e6, 2)
         # single POSTs
         m = 2000
         ctx = mp.get_context("spawn")
@@ -260,6 +267,9 @@ def bench_db(url: str | None, *, n: int, mqtt: str | None, mqtt_n: int, mqtt_win
             out["latest_of_1000_rows"] = len(got)
         # raw insert of the same rows (the limit)
         out.update(_raw(engine, _db_rows(requests, engine.dialect.name)))
+        if engine.dialect.name == "sqlite":  # SQLite works in this process: CPU per row, whatever the load
+            out["create_observations_cpu_fraction_of_raw_executemany"] = round(
+                out["raw_executemany_cpu_us_per_obs"] / out["create_observations_server_cpu_us_per_obs"], 2)
         for k in ("raw_executemany", "raw_sqlalchemy", "raw_copy"):
             if f"{k}_obs_per_s" in out:
                 out[f"create_observations_fraction_of_{k}"] = round(out["create_observations_obs_per_s"] / out[f"{k}_obs_per_s"], 2)

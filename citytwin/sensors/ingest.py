@@ -9,6 +9,7 @@ transaction commit is what acknowledges them.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -99,7 +100,11 @@ def result_columns(result: Any, observation_type: str) -> dict:
     if isinstance(result, bool):
         return {"result_kind": s.RESULT_BOOL, "result_number": float(result), "result_string": None, "result_json": None}
     if isinstance(result, int | float):
-        return {"result_kind": s.RESULT_NUMBER, "result_number": float(result), "result_string": None, "result_json": None}
+        try:
+            result = float(result)
+        except OverflowError:
+            raise IngestError("result: out of the range of a double (about ±1.8e308)") from None
+        return {"result_kind": s.RESULT_NUMBER, "result_number": result, "result_string": None, "result_json": None}
     if isinstance(result, str):
         return {"result_kind": s.RESULT_STRING, "result_number": None, "result_string": result, "result_json": None}
     return {"result_kind": s.RESULT_JSON, "result_number": None, "result_string": None, "result_json": result}
@@ -228,11 +233,11 @@ def _default_features(conn: sa.Connection, datastream_ids) -> dict[int, int | No
 COLUMNS = ("datastream_id", "feature_id", "phenomenon_time", "phenomenon_time_end", "result_time",
            "valid_time_start", "valid_time_end", "result_kind", "result_number", "result_string",
            "result_json", "result_quality", "parameters")
-_TIME_COLS = (2, 3, 4, 5, 6)
-_JSON_COLS = (10, 11, 12)
 #: Keys handled by the fast path of :func:`ingest_observations`; anything else takes the general path.
 _FAST_KEYS = frozenset({"Datastream", "datastream_id", "phenomenonTime", "result", "resultTime",
                         "FeatureOfInterest", "@iot.id", "@iot.selfLink"})
+#: dataArray components read by the column fast path of :func:`ingest_data_array`.
+_FAST_COMPONENTS = frozenset({"phenomenonTime", "result", "resultTime"})
 _NUMERIC = frozenset({"number", "integer", "any"})
 _DEFAULT_FOI = object()
 _fromiso = datetime.fromisoformat
@@ -292,6 +297,184 @@ def ingest_observations(
     :func:`observation_values`, which also produces the error message of a refused row.
     """
     now = now or datetime.now(UTC)
+    out, rows, positions = _prepare(conn, items, principal=principal, now=now, create_feature=create_feature)
+    if rows:
+        encode = _row_encoder(conn.dialect.name)
+        _store(conn, [encode(r) for r in rows], positions, out, now=now, rows_out=rows_out, python_rows=rows)
+    return out
+
+
+def ingest_data_array(
+    conn: sa.Connection,
+    groups: Sequence[tuple[int, Sequence[str], Sequence]],
+    *,
+    principal=None,
+    now: datetime | None = None,
+    rows_out: list | None = None,
+) -> list[int | IngestError]:
+    """Validate and insert Observations given as dataArray groups (the body of ``/CreateObservations``).
+
+    Parameters
+    ----------
+    conn
+        A connection inside the caller's transaction; acknowledge only after it commits.
+    groups
+        ``(datastream id, components, rows)`` per group: components as in SensorThings
+        (``phenomenonTime``, ``result``, ``resultTime``, ``resultQuality``, ``validTime``,
+        ``parameters``, ``FeatureOfInterest/id``, ``id`` (ignored)), each row a list of as many
+        values.
+    principal, now, rows_out
+        As for :func:`ingest_observations`.
+
+    Returns
+    -------
+    Per row, in order over all groups, the new Observation id or the IngestError that refused it.
+
+    Notes
+    -----
+    Rows of a group with components among ``phenomenonTime``, ``result`` and ``resultTime``, of a
+    Datastream with a numeric, string or untyped ``observationType``, are validated column by
+    column and built directly in the form the database stores (on SQLite the time text SQLAlchemy
+    writes, cut from the input when it is already UTC). Any other row becomes an Observation dict
+    for the general path of :func:`ingest_observations`, so both accept, refuse and store alike.
+    """
+    now = now or datetime.now(UTC)
+    limit = now + MAX_FUTURE
+    out: list[int | IngestError | None] = [None] * sum(len(g[2]) for g in groups)
+    refused: dict[int, IngestError] = {}
+    for ds_id, _, _ in groups:
+        if ds_id not in refused:
+            try:
+                check_write_scope(principal, ds_id)
+            except IngestError as exc:
+                refused[ds_id] = exc
+    types = _observation_types(conn, {d for d, _, _ in groups if d not in refused})
+    expected_of = {d: OBSERVATION_TYPES.get(t, "any") for d, t in types.items()}
+    fast_streams = {d for d, comps, arr in groups if arr and d in expected_of and not refused.get(d)
+                    and _fast_group(comps, expected_of[d])}
+    defaults = _default_features(conn, fast_streams) if fast_streams else {}
+    time_text = _time_text_encoder(conn.dialect.name)
+    encode = _row_encoder(conn.dialect.name)
+    now_stored = encode([0, None, now, None, None, None, None, 0, None, None, None, None, None])[2]
+    rows: list = []  # stored rows in input order; None where the general path decides
+    positions: list[int] = []
+    slow_items: list[dict] = []
+    slow_at: list[int] = []  # index in rows of each slow item
+    number, string, fromiso, isfinite, slow, utc = s.RESULT_NUMBER, s.RESULT_STRING, _fromiso, math.isfinite, _Slow, UTC
+    pos = 0
+    for ds_id, comps, arr in groups:
+        n = len(comps)
+        err = refused.get(ds_id)
+        if err is None and ds_id not in expected_of:
+            err = IngestError(f"Datastream: no Datastream with @iot.id {ds_id}", 404)
+        if err is not None:
+            out[pos : pos + len(arr)] = [err] * len(arr)
+            pos += len(arr)
+            continue
+        fast = ds_id in fast_streams
+        if fast:
+            expected = expected_of[ds_id]
+            numeric, integer, stringy = expected in _NUMERIC, expected == "integer", expected in ("string", "any")
+            fid = defaults[ds_id]
+            ir = comps.index("result")
+            ip = comps.index("phenomenonTime") if "phenomenonTime" in comps else -1
+            irt = comps.index("resultTime") if "resultTime" in comps else -1
+        for j, row in enumerate(arr):
+            if type(row) is not list or len(row) != n:
+                out[pos + j] = IngestError(f"dataArray: a row must be an array of {n} values, one per component")
+                continue
+            if fast:
+                try:
+                    r = row[ir]
+                    tr = type(r)
+                    if tr is float:
+                        if not numeric or not isfinite(r) or (integer and not r.is_integer()):
+                            raise slow
+                        kind, num, text = number, r, None
+                    elif tr is int:
+                        if not numeric:
+                            raise slow
+                        kind, num, text = number, float(r), None
+                    elif tr is str:
+                        if not stringy:
+                            raise slow
+                        kind, num, text = string, None, r
+                    else:
+                        raise slow
+                    pt = now_stored
+                    if ip >= 0:
+                        v = row[ip]
+                        if v is not None:
+                            if type(v) is not str or "/" in v:
+                                raise slow
+                            t = fromiso(v[:-1] + "+00:00" if v[-1:] == "Z" else v)
+                            t = t.replace(tzinfo=utc) if t.tzinfo is None else t.astimezone(utc)
+                            if t > limit:
+                                raise slow
+                            pt = time_text(v, t)
+                    rt = None
+                    if irt >= 0:
+                        v = row[irt]
+                        if v is not None:
+                            if type(v) is not str or "/" in v:
+                                raise slow
+                            t = fromiso(v[:-1] + "+00:00" if v[-1:] == "Z" else v)
+                            t = t.replace(tzinfo=utc) if t.tzinfo is None else t.astimezone(utc)
+                            if t > limit:
+                                raise slow
+                            rt = time_text(v, t)
+                    rows.append((ds_id, fid, pt, None, rt, None, None, kind, num, text, "null", "null", "null"))
+                    positions.append(pos + j)
+                    continue
+                except (slow, ValueError, OverflowError):
+                    pass
+            item: dict[str, Any] = {"datastream_id": ds_id}
+            for c, v in zip(comps, row, strict=True):
+                if c == "FeatureOfInterest/id":
+                    item["FeatureOfInterest"] = {"@iot.id": v}
+                elif c != "id":
+                    item[c] = v
+            slow_at.append(len(rows))
+            slow_items.append(item)
+            rows.append(None)
+            positions.append(pos + j)
+        pos += len(arr)
+    if slow_items:
+        sout, srows, spos = _prepare(conn, slow_items, principal=principal, now=now, create_feature=None, types=types)
+        for k, res in enumerate(sout):
+            out[positions[slow_at[k]]] = res
+        for r, k in zip(srows, spos, strict=True):
+            rows[slow_at[k]] = encode(r)
+        if len(srows) < len(slow_items):
+            keep = [k for k, r in enumerate(rows) if r is not None]
+            rows = [rows[k] for k in keep]
+            positions = [positions[k] for k in keep]
+    if rows:
+        _store(conn, rows, positions, out, now=now, rows_out=rows_out)
+    return out  # type: ignore[return-value]
+
+
+def _fast_group(components: Sequence[str], expected: str) -> bool:
+    """Whether the column fast path applies (else every row takes the general path)."""
+    names = set(components)
+    return ("result" in names and names <= _FAST_COMPONENTS and len(names) == len(components)
+            and expected != "boolean")
+
+
+def _observation_types(conn: sa.Connection, ids) -> dict[int, str]:
+    """``observationType`` of the Datastreams that exist among ``ids`` (one query per 1,000)."""
+    out: dict[int, str] = {}
+    need = sorted(ids)
+    ds = s.sta_datastreams
+    for b in range(0, len(need), 1000):
+        for row in conn.execute(sa.select(ds.c.id, ds.c.observation_type).where(ds.c.id.in_(need[b : b + 1000]))):
+            out[row.id] = row.observation_type
+    return out
+
+
+def _prepare(conn: sa.Connection, items: Sequence[dict], *, principal, now: datetime, create_feature,
+             types: dict[int, str] | None = None) -> tuple[list, list[list], list[int]]:
+    """Validate Observation dicts: per item an IngestError, or a row (Python values) and its position."""
     limit = now + MAX_FUTURE
     out: list[int | IngestError] = [IngestError("not processed")] * len(items)
     scope: dict[int, IngestError | None] = {}
@@ -317,13 +500,8 @@ def ingest_observations(
         except IngestError as exc:
             out[i] = exc
     if not pending:
-        return out
-    streams: dict[int, str] = {}
-    need = sorted({d for _, _, d in pending})
-    ds = s.sta_datastreams
-    for b in range(0, len(need), 1000):
-        for row in conn.execute(sa.select(ds.c.id, ds.c.observation_type).where(ds.c.id.in_(need[b : b + 1000]))):
-            streams[row.id] = row.observation_type
+        return out, [], []
+    streams = types if types is not None else _observation_types(conn, {d for _, _, d in pending})
     expected_of = {d: OBSERVATION_TYPES.get(t, "any") for d, t in streams.items()}
     rows: list[list] = []
     positions: list[int] = []
@@ -370,7 +548,7 @@ def ingest_observations(
                         if rt > limit:
                             raise slow
                     row = [ds_id, None, pt, None, rt, None, None, res[0], res[1], res[2], None, None, None]
-                except (slow, KeyError, ValueError, IndexError):
+                except (slow, KeyError, ValueError, IndexError, OverflowError):
                     row = None
             if row is None:
                 body = {k: v for k, v in item.items() if k != "datastream_id"} if "datastream_id" in item else item
@@ -391,7 +569,7 @@ def ingest_observations(
         except IngestError as exc:
             out[i] = exc
     if not rows:
-        return out
+        return out, [], []
     if need_default:
         defaults = _default_features(conn, need_default)
         for row in rows:
@@ -414,32 +592,117 @@ def ingest_observations(
             rows = [r for r, _ in keep]
             positions = [p for _, p in keep]
             if not rows:
-                return out
-    ids = _insert(conn, rows)
+                return out, [], []
+    return out, rows, positions
+
+
+def _store(conn: sa.Connection, rows: list, positions: list[int], out: list, *, now: datetime,
+           rows_out: list | None, python_rows: list | None = None) -> None:
+    """Insert stored-form rows, put their ids into ``out`` at ``positions``, update the statistics."""
+    ids = _insert_stored(conn, rows)
     for p, new_id in zip(positions, ids, strict=True):
         out[p] = new_id
-    _update_stats(conn, _stats(rows, ids), now=now)
+    decode = _time_decoder(conn.dialect.name)
+    per = _stats(rows, ids)  # on stored values: SQLite's time text sorts as the times do
+    for st in per.values():
+        st[0], st[1], st[2] = decode(st[0]), decode(st[1]), (decode(st[2][0]), st[2][1])
+        st[3], st[4] = decode(st[3]), decode(st[4])
+    _update_stats(conn, per, now=now)
     if rows_out is not None:
-        rows_out.extend(zip(ids, rows, strict=True))
-    return out
+        if python_rows is None:
+            python_rows = [_decode_row(r, decode, json_text=conn.dialect.name in ("sqlite", "postgresql"))
+                           for r in rows]
+        rows_out.extend(zip(ids, python_rows, strict=True))
 
 
 def insert_rows(conn: sa.Connection, rows: list[dict]) -> list[int]:
     """Insert prepared observation rows (dicts of :data:`COLUMNS`) in one batch; ids in input order."""
-    return _insert(conn, [[r.get(c) for c in COLUMNS] for r in rows])
+    encode = _row_encoder(conn.dialect.name)
+    return _insert_stored(conn, [encode([r.get(c) for c in COLUMNS]) for r in rows])
 
 
 def _json_text(v: Any) -> str:
     return "null" if v is None else json.dumps(v)  # as SQLAlchemy's JSON type stores None
 
 
-def _insert(conn: sa.Connection, rows: list[list]) -> list[int]:
-    """Insert rows (lists in the order of :data:`COLUMNS`) through the driver; ids in input order.
+def _sqlite_time(t: datetime | None) -> str | None:
+    """A time as SQLAlchemy stores it on SQLite: naive UTC text with microseconds."""
+    if t is None:
+        return None
+    return (t.astimezone(UTC) if t.tzinfo is not None else t).isoformat(" ", "microseconds")[:26]
+
+
+def _sqlite_time_text(text: str, t: datetime) -> str:
+    """:func:`_sqlite_time` of ``t`` (UTC), cut from ``text`` (what ``t`` was parsed from) when that
+    is extended ISO 8601 in UTC with 0, 3 or 6 decimals, else formatted."""
+    n = len(text)
+    if n >= 20 and text[4] == "-" and text[7] == "-" and text[13] == ":" and text[16] == ":":
+        if text[-1] == "Z":
+            n -= 1
+        elif text.endswith("+00:00"):
+            n -= 6
+        else:
+            n = 0
+        if n == 26 and text[19] == ".":
+            return f"{text[:10]} {text[11:26]}"
+        if n == 23 and text[19] == ".":
+            return f"{text[:10]} {text[11:23]}000"
+        if n == 19:
+            return f"{text[:10]} {text[11:19]}.000000"
+    return t.isoformat(" ", "microseconds")[:26]
+
+
+def _time_text_encoder(dialect: str):
+    """``f(text, t)``: the stored form of time ``t`` (aware, UTC) parsed from ``text``."""
+    if dialect == "sqlite":
+        return _sqlite_time_text
+    return lambda text, t: t
+
+
+def _row_encoder(dialect: str):
+    """``f(row)``: a row of Python values (in :data:`COLUMNS` order) in the form the driver stores.
+
+    SQLite: times as text (:func:`_sqlite_time`), JSON as text; PostgreSQL: JSON as text; other
+    databases: unchanged (inserted through SQLAlchemy).
+    """
+    if dialect == "sqlite":
+        def encode(r):
+            tt = _sqlite_time
+            return (r[0], r[1], tt(r[2]), tt(r[3]), tt(r[4]), tt(r[5]), tt(r[6]), r[7], r[8], r[9],
+                    _json_text(r[10]), _json_text(r[11]), _json_text(r[12]))
+        return encode
+    if dialect == "postgresql":
+        def encode_pg(r):
+            return (*r[:10], _json_text(r[10]), _json_text(r[11]), _json_text(r[12]))
+        return encode_pg
+    return tuple
+
+
+def _time_decoder(dialect: str):
+    """The inverse of the stored time form: an aware UTC datetime (None stays None)."""
+    if dialect != "sqlite":
+        return lambda t: t
+
+    def decode(t):
+        return None if t is None else _fromiso(t).replace(tzinfo=UTC)
+    return decode
+
+
+def _decode_row(r: Sequence, decode, *, json_text: bool) -> list:
+    """A stored-form row back in Python values (for notifications)."""
+    js = [None if v == "null" else json.loads(v) for v in r[10:13]] if json_text else list(r[10:13])
+    return [r[0], r[1], decode(r[2]), decode(r[3]), decode(r[4]), decode(r[5]), decode(r[6]),
+            r[7], r[8], r[9], *js]
+
+
+def _insert_stored(conn: sa.Connection, rows: list) -> list[int]:
+    """Insert stored-form rows (see :func:`_row_encoder`) through the driver; ids in input order.
 
     SQLite: the first row's id comes from ``lastrowid``; this transaction then holds the write
-    lock and that id is the table's largest, so the rest get the following ids explicitly in one
-    ``executemany``. PostgreSQL: ids are drawn from the table's sequence in one query and the
-    rows sent with ``COPY``. Values are stored exactly as SQLAlchemy stores them.
+    lock and that id is the table's largest, so SQLite gives the rest the following ids (one
+    larger than the largest), inserted like the plain driver ``executemany`` and checked
+    afterwards. PostgreSQL: ids are drawn from the table's sequence in one query and the rows
+    sent with ``COPY``.
     """
     if not rows:
         return []
@@ -447,39 +710,34 @@ def _insert(conn: sa.Connection, rows: list[list]) -> list[int]:
     dbapi = conn.connection.driver_connection
     cols = ", ".join(COLUMNS)
     if dialect == "sqlite":
-        def conv(r):
-            r = list(r)
-            for k in _TIME_COLS:
-                t = r[k]
-                if t is not None:
-                    r[k] = (t.astimezone(UTC) if t.tzinfo is not None else t).isoformat(" ", "microseconds")[:26]
-            for k in _JSON_COLS:
-                r[k] = _json_text(r[k])
-            return r
-
+        sql = f"INSERT INTO sta_observations ({cols}) VALUES ({', '.join('?' * len(COLUMNS))})"
         cur = dbapi.cursor()
         try:
-            cur.execute(f"INSERT INTO sta_observations ({cols}) VALUES ({', '.join('?' * len(COLUMNS))})", conv(rows[0]))
+            cur.execute(sql, rows[0])
             first = cur.lastrowid
             if len(rows) > 1:
-                cur.executemany(
-                    f"INSERT INTO sta_observations (id, {cols}) VALUES ({', '.join('?' * (len(COLUMNS) + 1))})",
-                    ([first + k, *conv(r)] for k, r in enumerate(rows[1:], 1)),
-                )
+                cur.executemany(sql, itertools.islice(rows, 1, None))
+                last = cur.execute("SELECT max(id) FROM sta_observations").fetchone()[0]
+                if last != first + len(rows) - 1:  # cannot happen below SQLite's largest rowid
+                    raise RuntimeError(f"sta_observations: expected ids {first}..{first + len(rows) - 1}, "
+                                       f"the largest is {last}")
         finally:
             cur.close()
         return list(range(first, first + len(rows)))
     if dialect == "postgresql" and hasattr(dbapi, "pgconn"):  # psycopg 3
+        info = conn.connection.info  # lives as long as the database connection
         with dbapi.cursor() as cur:
-            cur.execute("SELECT nextval(q.seq) FROM (SELECT pg_get_serial_sequence('sta_observations', 'id')::regclass "
-                        "AS seq) q, generate_series(1, %s)", (len(rows),))
-            ids = sorted(r[0] for r in cur.fetchall())
+            # nextval() of a constant name: ~10x faster than of a name looked up per row
+            seq = info.get("sta_observations_seq")
+            if seq is None:
+                seq = cur.execute("SELECT pg_get_serial_sequence('sta_observations', 'id')").fetchone()[0]
+                info["sta_observations_seq"] = seq
+            ids = sorted(cur.execute("SELECT array_agg(nextval(%s::regclass)) FROM generate_series(1, %s)",
+                                     (seq, len(rows))).fetchone()[0])
             with cur.copy(f"COPY sta_observations (id, {cols}) FROM STDIN") as cp:
+                write = cp.write_row
                 for oid, r in zip(ids, rows, strict=True):
-                    r = list(r)
-                    for k in _JSON_COLS:
-                        r[k] = _json_text(r[k])
-                    cp.write_row((oid, *r))
+                    write((oid, *r))
         return ids
     stmt = s.sta_observations.insert().returning(s.sta_observations.c.id, sort_by_parameter_order=True)
     params = [dict(zip(COLUMNS, r, strict=True)) for r in rows]

@@ -31,6 +31,7 @@ from citytwin.sensors.ingest import (
     IngestError,
     bbox_of,
     check_write_scope,
+    ingest_data_array,
     ingest_observations,
     observation_values,
     recompute_datastream_stats,
@@ -56,6 +57,8 @@ GEOJSON_TYPES = {"application/geo+json", "application/vnd.geo+json", "applicatio
 _SEGMENT = re.compile(r"^([A-Za-z]+)(?:\((?:'([^']*)'|(-?\d+))\))?$")
 
 
+_DATA_ARRAY_COMPONENTS = frozenset({"phenomenonTime", "result", "resultTime", "resultQuality", "validTime",
+                                    "parameters", "FeatureOfInterest/id", "id"})
 _ROWS = "Observation rows"  #: event kind of Observations stored in bulk, see StaService.notify
 
 
@@ -169,8 +172,12 @@ class StaService:
                 with self.engine.connect() as conn:
                     return self.dispatch(conn, req, None)
             ctx = _WriteCtx()
+            groups = None
+            if req.method.upper() == "POST" and req.path.strip("/") == "CreateObservations":
+                _require_read(req.principal)
+                groups = self._data_array_groups(req)  # parsed before the write lock is taken
             with self.write_transaction() as conn:
-                resp = self.dispatch(conn, req, ctx)
+                resp = self.dispatch(conn, req, ctx, groups=groups)
                 self._flush(conn, ctx)
                 events = self._events(conn, ctx, req.base_url)
             self.notify(events)
@@ -248,7 +255,9 @@ class StaService:
 
     # ------------------------------------------------------------------ dispatch
 
-    def dispatch(self, conn: sa.Connection, req: StaRequest, ctx: _WriteCtx | None) -> StaResponse:
+    def dispatch(self, conn: sa.Connection, req: StaRequest, ctx: _WriteCtx | None, *,
+                 groups: list | None = None) -> StaResponse:
+        """Serve one request on ``conn``; ``groups``: a ``/CreateObservations`` body parsed already."""
         self.base_url = req.base_url
         path = req.path.strip("/")
         method = req.method.upper()
@@ -260,7 +269,7 @@ class StaService:
         if path == "CreateObservations":
             if method != "POST":
                 raise StaError(405, "CreateObservations accepts POST only")
-            return self._create_observations(conn, req, ctx)
+            return self._create_observations(conn, req, ctx, groups)
         target = self._resolve(conn, path)
         if method == "GET":
             return self._get(conn, target, req)
@@ -678,13 +687,16 @@ class StaService:
             ctx.created_ids.append((ENTITIES["HistoricalLocation"], hid))
         ctx.hl_pending.clear()
 
-    def _create_observations(self, conn, req: StaRequest, ctx: _WriteCtx) -> StaResponse:
+    def _data_array_groups(self, req: StaRequest) -> list[tuple[int, list[str], list]]:
+        """Parse and check a ``/CreateObservations`` body: ``(datastream id, components, rows)`` per group.
+
+        A malformed group refuses the whole request (400), a Datastream the caller may not write
+        too (403); single rows are checked by :func:`ingest_data_array`.
+        """
         body = _json_body(req)
         if not isinstance(body, list):
             raise StaError(400, "CreateObservations: the body must be a JSON array of dataArray groups")
-        items: list[dict] = []
-        allowed = {"phenomenonTime", "result", "resultTime", "resultQuality", "validTime", "parameters",
-                   "FeatureOfInterest/id", "id"}
+        groups: list[tuple[int, list[str], list]] = []
         for g, group in enumerate(body):
             if not isinstance(group, dict):
                 raise StaError(400, f"CreateObservations[{g}]: expected an object")
@@ -697,43 +709,32 @@ class StaService:
                 raise StaError(400, str(exc)) from None
             check_write_scope(req.principal, ds_id)
             comps = group["components"]
-            if not isinstance(comps, list) or any(c not in allowed for c in comps):
-                raise StaError(400, f"CreateObservations[{g}].components: accepted {', '.join(sorted(allowed))}")
+            if not isinstance(comps, list) or any(c not in _DATA_ARRAY_COMPONENTS for c in comps):
+                raise StaError(400, f"CreateObservations[{g}].components: accepted "
+                                    f"{', '.join(sorted(_DATA_ARRAY_COMPONENTS))}")
             if "result" not in comps:
                 raise StaError(400, f"CreateObservations[{g}].components: 'result' is required")
             if not isinstance(group["dataArray"], list):
                 raise StaError(400, f"CreateObservations[{g}].dataArray: expected an array of arrays")
-            n = len(comps)
-            names = ["FeatureOfInterest" if c == "FeatureOfInterest/id" else c for c in comps]
-            simple = "FeatureOfInterest/id" not in comps and "id" not in comps
-            for row in group["dataArray"]:
-                if type(row) is not list or len(row) != n:
-                    items.append(None)
-                    continue
-                if simple:  # the common case: one dict per row straight from the columns
-                    item: dict[str, Any] = dict(zip(names, row, strict=True))
-                else:
-                    item = {}
-                    for c, v in zip(names, row, strict=True):
-                        if c == "FeatureOfInterest":
-                            item[c] = {"@iot.id": v}
-                        elif c != "id":
-                            item[c] = v
-                item["datastream_id"] = ds_id
-                items.append(item)
-        good = [i for i, it in enumerate(items) if it is not None]
-        results = ingest_observations(conn, [items[i] for i in good] if len(good) < len(items) else items,
-                                      principal=req.principal,
-                                      rows_out=ctx.observation_rows if self._wants_rows() else None)
+            groups.append((ds_id, comps, group["dataArray"]))
+        return groups
+
+    def _create_observations(self, conn, req: StaRequest, ctx: _WriteCtx,
+                             groups: list[tuple[int, list[str], list]] | None = None) -> StaResponse:
+        if groups is None:
+            groups = self._data_array_groups(req)
+        results = ingest_data_array(conn, groups, principal=req.principal,
+                                    rows_out=ctx.observation_rows if self._wants_rows() else None)
         link = f"{req.base_url}/Observations("
-        out: list[str] = ["error"] * len(items)
-        for i, res in zip(good, results, strict=True):
+        out: list[str] = []
+        for res in results:
             if type(res) is int:
-                out[i] = f"{link}{res})"
-            elif res.status == 403:
+                out.append(f"{link}{res})")
+                continue
+            if res.status == 403:
                 raise StaError(403, str(res))
-            else:
-                log.info("CreateObservations row refused: %s", res)
+            log.info("CreateObservations row refused: %s", res)
+            out.append("error")
         return StaResponse(201, out)
 
     # ------------------------------------------------------------------ updating

@@ -202,3 +202,112 @@ def test_publish_packet_is_valid_mqtt5():
     assert pkt[0] == 0x30
     # remaining length 2 + 17 + 1 + 300 = 320 as a varint: 0xC0 0x02
     assert pkt[1:3] == bytes([0xC0, 0x02]) and len(pkt) == 3 + 320
+
+
+# ---------------------------------------------------------------------- /CreateObservations columns
+
+
+def test_sqlite_time_text_equals_formatting():
+    t0 = datetime(2024, 5, 1, 12, 0, 1, 250000, tzinfo=UTC)
+    texts = ["2024-05-01T12:00:01.250000+00:00", "2024-05-01T12:00:01.250000Z", "2024-05-01T12:00:01.250Z",
+             "2024-05-01T12:00:01.250+00:00", "2024-05-01T12:00:01Z", "2024-05-01T12:00:01+00:00",
+             "2024-05-01 12:00:01.250000+00:00", "2024-05-01T14:00:01.250000+02:00", "2024-05-01T12:00:01.25Z",
+             "2024-05-01T12:00:01,250Z", "2024-05-01T12:00:01.250000", "20240501T120001Z", "2024-W18-3T12:00:01Z"]
+    for text in texts:
+        t = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+        assert ing._sqlite_time_text(text, t) == ing._sqlite_time(t), text
+    assert ing._sqlite_time(t0) == "2024-05-01 12:00:01.250000"
+
+
+def _groups(ds):
+    return [
+        (ds[0], ["phenomenonTime", "result"], [
+            ["2024-05-01T12:00:00Z", 1], ["2024-05-01T14:00:00.25+02:00", 2.5], ["2024-05-01T12:00:02", 3.0],
+            ["2024-05-01T12:00:03.123Z", 4], ["2024-05-01T12:00:04.123456+00:00", 5], [None, 6]]),
+        (ds[0], ["result", "resultTime", "phenomenonTime"], [
+            [7, "2024-05-01T12:00:06Z", "2024-05-01T12:00:05Z"], [8, None, "2024-05-01T12:00:07.5Z"]]),
+        (ds[1], ["phenomenonTime", "result"], [["2024-05-01T12:00:08Z", "red"]]),
+        (ds[2], ["phenomenonTime", "result", "parameters"], [  # not a fast group: the general path
+            ["2024-05-01T12:00:09Z/2024-05-01T12:10:00Z", {"a": [1, 2]}, {"k": "v"}], ["2024-05-01T12:00:10Z", True, None]]),
+        (ds[2], ["result", "id"], [[None, 77]]),
+    ]
+
+
+def _check_data_array(engine):
+    svc, ds = _twin(engine)
+    groups = _groups(ds)
+    now = datetime(2024, 5, 1, 13, tzinfo=UTC)
+    with svc.write_transaction() as conn:
+        got_rows: list = []
+        fast = ing.ingest_data_array(conn, groups, principal=OP, now=now, rows_out=got_rows)
+    assert all(isinstance(r, int) for r in fast), [str(r) for r in fast]
+    assert fast == list(range(fast[0], fast[0] + len(fast)))
+    # the same Observations as dicts through the general path alone
+    items = []
+    for d, comps, rows in groups:
+        for row in rows:
+            item = {"datastream_id": d}
+            for c, v in zip(comps, row, strict=True):
+                if c != "id":
+                    item[c] = v
+            items.append(item)
+    orig = ing._FAST_KEYS
+    ing._FAST_KEYS = frozenset()
+    try:
+        with svc.write_transaction() as conn:
+            slow = ing.ingest_observations(conn, items, principal=OP, now=now)
+    finally:
+        ing._FAST_KEYS = orig
+    assert _stored(engine, fast) == _stored(engine, slow)
+    # notifications carry the Python values that were stored
+    with engine.connect() as c:
+        for oid, row in got_rows:
+            stored = c.execute(sa.select(*[s.sta_observations.c[n] for n in ing.COLUMNS])
+                               .where(s.sta_observations.c.id == oid)).one()
+            assert list(stored) == row, oid
+    # statistics: the latest is the row without phenomenonTime (now), of the later request
+    with engine.connect() as c:
+        st = {r.id: r for r in c.execute(sa.select(s.sta_datastreams))}
+    assert st[ds[0]].last_observation_id == slow[5] and st[ds[0]].last_phenomenon_time == now
+    assert st[ds[1]].last_observation_id == slow[8]
+    assert st[ds[0]].phenomenon_time_start == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert st[ds[0]].result_time_end == datetime(2024, 5, 1, 12, 0, 6, tzinfo=UTC)
+
+
+def test_data_array_columns_store_what_the_general_path_stores_sqlite(engine):
+    _check_data_array(engine)
+
+
+@pytest.mark.postgres
+def test_data_array_columns_store_what_the_general_path_stores_postgres(pg_schema_engine):
+    _check_data_array(pg_schema_engine)
+
+
+def test_data_array_refuses_rows_alone_and_whole_requests_for_scope(engine):
+    svc, ds = _twin(engine, n_streams=2, kinds=("OM_Measurement", "OM_CountObservation"))
+    far = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    body = [
+        {"Datastream": {"@iot.id": ds[0]}, "components": ["phenomenonTime", "result"], "dataArray": [
+            ["2024-01-01T00:00:00Z", 1], ["2024-01-01T00:00:01Z"], "x", ["yesterday", 2], [far, 3],
+            ["2024-01-01T00:00:02Z", "x"], ["2024-01-01T00:00:03Z", float("inf")], ["2024-01-01T00:00:04Z", 10**400],
+            ["2024-01-01T00:00:05Z", 5]]},
+        {"Datastream": {"@iot.id": ds[1]}, "components": ["result"], "dataArray": [[2.5], [3]]},
+        {"Datastream": {"@iot.id": 9999}, "components": ["result"], "dataArray": [[1]]},
+        {"Datastream": {"@iot.id": ds[0]}, "components": ["result", "result"], "dataArray": [["x", 8]]},
+    ]
+    r = svc.handle(StaRequest("POST", "CreateObservations", body=json.dumps(body).encode(), principal=OP))
+    assert r.status == 201, r.body
+    ok = [i for i, u in enumerate(r.body) if u != "error"]
+    assert ok == [0, 8, 10, 12]
+    with engine.connect() as c:
+        stored = c.execute(sa.select(s.sta_observations.c.result_number).order_by(s.sta_observations.c.id)).scalars().all()
+    assert stored == [1.0, 5.0, 3.0, 8.0]  # duplicate components: the last one counts, as for a dict
+    # a key that may not write one of the streams refuses the whole request, nothing stored
+    key = ing.Principal("k", "operator", kind="apikey", datastreams=frozenset({ds[0]}))
+    body = [{"Datastream": {"@iot.id": ds[0]}, "components": ["result"], "dataArray": [[1]]},
+            {"Datastream": {"@iot.id": ds[1]}, "components": ["result"], "dataArray": [[1]]}]
+    r = svc.handle(StaRequest("POST", "CreateObservations", body=json.dumps(body).encode(), principal=key))
+    assert r.status == 403 and str(ds[1]) in r.body["message"]
+    with engine.connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(s.sta_observations)).scalar() == 4
