@@ -1,8 +1,9 @@
 """One seeded JuPedSim run of a validated scenario: placement, the stepping loop, sampling.
 
 Private module. JuPedSim does the pedestrian dynamics; this module only sets it up, releases
-agents after their pre-movement time, records exit times exactly (per step) and positions
-every ``sample_interval_s`` for playback and PedPy analysis.
+agents after their pre-movement time, re-routes CFSM standoffs at narrow openings
+(:data:`STANDOFF_AFTER_S`), records exit times exactly (per step) and positions every
+``sample_interval_s`` for playback and PedPy analysis.
 """
 
 from __future__ import annotations
@@ -15,11 +16,34 @@ from collections.abc import Callable
 import jupedsim as jps
 import numpy as np
 import shapely
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 from shapely.geometry import Polygon
 
 from ._pedsim_schema import AgentGroup, Scenario, ScenarioError
 
 Progress = Callable[[float, str], None]
+
+STANDOFF_AFTER_S = 5.0
+"""Standoff recovery (CFSM only): an agent is *held up* after moving < ``STANDOFF_MOVE_M`` in
+this many seconds while it should walk.
+
+With CFSM's neighbour repulsion (range 0.25 m by default) two agents that reach a narrow
+opening (a 1 m door, a corridor mouth) from either side can hold each other off for ever: each
+stands beside the frame and the other's push cancels the sideways part of its desired
+direction (docs/pedsim.md, "Standoff recovery"). A small group of held-up agents (2 to
+``STANDOFF_MAX_GROUP``, linked by distances ≤ ``STANDOFF_PAIR_M``) with no walking agent near
+is sent via a JuPedSim waypoint half a metre beyond its centre, towards the members' targets
+(into the opening), then on to their exits. Queues and jams are far larger groups or have
+walking agents at their edge, so the rule does not touch crowds."""
+STANDOFF_MOVE_M = 0.1
+"""Less than this movement (m) in ``STANDOFF_AFTER_S`` counts as held up."""
+STANDOFF_PAIR_M = 1.6
+"""Held-up agents at most this far apart (m, centre to centre) belong to one standoff group."""
+STANDOFF_MAX_GROUP = 4
+"""Largest standoff group; a group that size or smaller with no walking agent within
+``STANDOFF_PAIR_M`` of any member is re-routed. Jams are far larger groups."""
 
 
 class SimulationError(RuntimeError):
@@ -42,6 +66,7 @@ class RawRun:
     y: np.ndarray  # (f, n) float32 m
     end_time_s: float
     stalled: bool  # stopped because nobody left for ``stall_timeout_s`` (a jam/deadlock)
+    rerouted: np.ndarray  # (n,) int, times re-routed by the standoff recovery
     steps: int
     wall_time_s: float
 
@@ -191,6 +216,75 @@ def _door_counters(sim, sc: Scenario) -> list[Callable[[], object]]:
     return out
 
 
+class _StandoffRecovery:
+    """Finds CFSM standoff groups once a simulated second and re-routes them (STANDOFF_AFTER_S).
+
+    Counts re-routings per agent in ``rerouted`` (shared with the caller). Inactive for the force
+    models, which push agents past each other (and through door frames if steered at them).
+    """
+
+    def __init__(self, sim, sc: Scenario, journeys: dict[int, tuple[int, int]],
+                 target: np.ndarray, pre: np.ndarray, index_of: dict[int, int],
+                 rerouted: np.ndarray) -> None:
+        self.active = sc.model in ("CollisionFreeSpeedModel", "CollisionFreeSpeedModelV2")
+        self.sim, self.journeys = sim, journeys
+        self.inner = sc.geometry.buffer(-0.2)  # a waypoint must leave room for a body
+        self.target, self.pre, self.index_of, self.rerouted = target, pre, index_of, rerouted
+        self.anchor = np.full((len(target), 2), np.nan)  # where each agent last moved from
+        self.since = np.zeros(len(target))  # ... and when
+
+    def check(self, t: float) -> None:
+        agents = list(self.sim.agents())
+        if len(agents) < 2:
+            return
+        ks = np.array([self.index_of[a.id] for a in agents])
+        pos = np.array([a.position for a in agents])
+        moved = ~(np.hypot(*(pos - self.anchor[ks]).T) < STANDOFF_MOVE_M)  # NaN: first look
+        self.anchor[ks[moved]] = pos[moved]
+        self.since[ks[moved]] = t
+        held = np.flatnonzero((t - self.since[ks] >= STANDOFF_AFTER_S)
+                              & (self.pre[ks] + STANDOFF_AFTER_S <= t))
+        if len(held) < 2:
+            return
+        is_held = np.zeros(len(agents), dtype=bool)
+        is_held[held] = True
+        pairs = cKDTree(pos).query_pairs(STANDOFF_PAIR_M, output_type="ndarray")  # (m, 2)
+        both = is_held[pairs].all(axis=1)
+        touches_mover = np.zeros(len(agents), dtype=bool)  # a held agent near a walking one
+        mixed = pairs[is_held[pairs].any(axis=1) & ~both]
+        touches_mover[mixed.ravel()] = True
+        links = pairs[both]
+        graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])),
+                           shape=(len(agents), len(agents)))
+        _, label = connected_components(graph, directed=False)
+        size = np.bincount(label[held])
+        for lab in np.flatnonzero((size >= 2) & (size <= STANDOFF_MAX_GROUP)):
+            group = held[label[held] == lab]
+            if not touches_mover[group].any():
+                self._reroute(group.tolist(), agents, ks, pos, t)
+
+    def _reroute(self, group: list[int], agents, ks: np.ndarray, pos: np.ndarray,
+                 t: float) -> None:
+        heading = sum(_unit(np.asarray(agents[i].target) - pos[i]) for i in group)
+        via = pos[group].mean(axis=0) + 0.5 * _unit(heading)
+        if not self.inner.contains(shapely.Point(via)):
+            return
+        for i in group:
+            k = ks[i]
+            stage = self.journeys[int(self.target[k])][1]
+            wp = self.sim.add_waypoint_stage(tuple(via), 0.3)
+            desc = jps.JourneyDescription([wp, stage])
+            desc.set_transition_for_stage(wp, jps.Transition.create_fixed_transition(stage))
+            self.sim.switch_agent_journey(agents[i].id, self.sim.add_journey(desc), wp)
+            self.rerouted[k] += 1
+            self.since[k] = t  # held up again only after another STANDOFF_AFTER_S
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    norm = float(np.hypot(*v))
+    return v / norm if norm > 0 else v
+
+
 def simulate(sc: Scenario, *, seed: int, progress: Progress | None = None) -> RawRun:
     """Run one seed of ``sc`` with JuPedSim until everybody is out or ``max_time_s``."""
     t0 = time.perf_counter()
@@ -243,6 +337,9 @@ def simulate(sc: Scenario, *, seed: int, progress: Progress | None = None) -> Ra
     stall_steps = int(np.ceil(sc.stall_timeout_s / dt))
     last_exit_step = int(np.ceil(max(pre.max(initial=0.0), 0.0) / dt))  # wait for everyone
     stalled = False
+    rerouted = np.zeros(n, dtype=int)
+    standoff = _StandoffRecovery(sim, sc, journeys, target, pre, index_of, rerouted)
+    check_every = max(1, int(round(1.0 / dt))) if standoff.active else 0
     while step < max_steps and out < n:
         try:
             iterate()
@@ -257,6 +354,8 @@ def simulate(sc: Scenario, *, seed: int, progress: Progress | None = None) -> Ra
                 k = index_of[a]
                 if np.isnan(exit_time[k]):
                     exit_time[k] = t
+        if check_every and step % check_every == 0:
+            standoff.check(t)
         removed = removed_agents()
         if removed:
             for a in removed:
@@ -286,5 +385,5 @@ def simulate(sc: Scenario, *, seed: int, progress: Progress | None = None) -> Ra
         seed=seed, positions0=positions, group=group, desired_speed=speed, premovement=pre,
         target_exit=target, exit_time=exit_time, sample_times=np.asarray(frames_t),
         x=np.vstack(frames_x), y=np.vstack(frames_y), end_time_s=step * dt, stalled=stalled,
-        steps=step,
+        rerouted=rerouted, steps=step,
         wall_time_s=time.perf_counter() - t0)

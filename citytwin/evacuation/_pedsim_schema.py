@@ -47,16 +47,20 @@ keeps the people just through the door in the simulation; longer door-wide corri
 a corridor bottleneck of their own (docs/pedsim.md, "Exit geometry")."""
 
 CFSM_DEFAULTS: dict[str, dict[str, float]] = {
-    "parameters": {"range_geometry_repulsion": 0.1},
+    "parameters": {"range_geometry_repulsion": 0.1, "range_neighbor_repulsion": 0.25},
     "agent_parameters": {},
 }
 """citytwin's defaults for the CollisionFreeSpeedModel where they differ from JuPedSim's.
 
-JuPedSim's wall repulsion range is 0.02 m: agents hug walls and jam against the frame of a
-1 m door, and the crowd deadlocks (RiMEA 9 with 4 exits stalls with 211 of 1,000 inside).
-0.1 m (a 10 cm keep-off distance from walls, the range JuPedSim uses between agents) lets
-that run complete and lowers 1 m door flow by ~8 % (docs/pedsim.md). Scenario values
-override these."""
+Both are about crowds clogging narrow doors (RiMEA 9: 1,000 agents, 1 m doors;
+docs/pedsim.md, "Exit geometry and model defaults"). JuPedSim's wall repulsion range, 0.02 m,
+lets agents hug walls and press into the frame of a 1 m door: the 4-exit run stalls with 211
+of 1,000 inside; 0.1 m (a 10 cm keep-off distance) lets it complete. JuPedSim's neighbour
+repulsion range, 0.1 m, still lets arches of agents lock in front of the door with 2 exits
+(196 of 1,000 out); 0.25 m keeps them turning away from blocked neighbours and the crowd keeps
+flowing. Door flow stays ~1.0 p/s through 1 m. The longer range can make two lone agents on
+either side of a narrow opening hold each other off; the engine's standoff recovery resolves
+that (``_pedsim_engine.STANDOFF_AFTER_S``). Scenario values override these."""
 
 EXIT_STAGE_DEPTH_M = 0.5
 """Depth of the exit stage at the far end of the corridor (half the corridor if shorter)."""

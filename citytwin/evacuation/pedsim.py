@@ -145,6 +145,7 @@ class RunResult:
     stalled: bool
     persons: int
     evacuated: int
+    rerouted: int  # agents re-routed by the standoff recovery (docs/pedsim.md)
     exits: list[dict]
     nt_t_s: np.ndarray
     nt_persons: np.ndarray
@@ -164,7 +165,8 @@ class RunResult:
             "scenario": self.scenario_name, "model": self.model, "seed": self.seed,
             "evacuation_time_s": round(self.evacuation_time_s, 2), "complete": self.complete,
             "stalled": self.stalled,
-            "persons": self.persons, "evacuated": self.evacuated, "exits": self.exits,
+            "persons": self.persons, "evacuated": self.evacuated, "rerouted": self.rerouted,
+            "exits": self.exits,
             "bottlenecks": self.bottlenecks, "parameters": self.parameters,
             "wall_time_s": round(self.wall_time_s, 3),
         }
@@ -229,7 +231,7 @@ def run_scenario(scenario: ScenarioLike, *, seed: int, progress: Progress | None
     return RunResult(
         scenario_name=sc.name, seed=seed, model=sc.model, evacuation_time_s=evac,
         complete=complete, stalled=raw.stalled, persons=len(raw.exit_time),
-        evacuated=int(done.sum()),
+        evacuated=int(done.sum()), rerouted=int(np.count_nonzero(raw.rerouted)),
         exits=_an.exit_stats(sc, raw), nt_t_s=nt_t, nt_persons=nt_n,
         exit_time_s=raw.exit_time,
         trajectories={"t": raw.sample_times, "x": raw.x, "y": raw.y, "group": raw.group},
@@ -382,7 +384,7 @@ def _summarise(sc: Scenario, runs: list[RunResult]) -> dict[str, Any]:
         "all_complete": all(r.complete for r in runs),
         "imo_min_runs_met": len(runs) >= 50,
         "per_seed": [{"seed": r.seed, "evacuation_time_s": round(r.evacuation_time_s, 2),
-                      "complete": r.complete} for r in runs],
+                      "complete": r.complete, "rerouted": r.rerouted} for r in runs],
         "representative_seed": rep.seed, "exits": exits, "bottlenecks": bns,
         "parameters": rep.parameters,
     }

@@ -10,7 +10,7 @@ import ezdxf
 import numpy as np
 import pytest
 
-from citytwin.evacuation import pedsim
+from citytwin.evacuation import _pedsim_engine, pedsim
 from citytwin.evacuation.pedsim import ScenarioError
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "venue_square_stage.json"
@@ -76,6 +76,25 @@ def test_exit_time_is_the_door_line_crossing():
     res = pedsim.run_scenario(doc, seed=1, analysis=False)
     assert res.complete
     assert res.exit_time_s[0] == pytest.approx(0.3 / 1.2, abs=0.03)
+
+
+def test_standoff_recovery_two_agents_either_side_of_a_door(monkeypatch):
+    """Two lone agents walking to a 1 m door from either side: with CFSM's neighbour
+    repulsion (range 0.25 m by default) they stop just beside the frame and hold each other
+    off for ever; after 5 s held up the adapter sends both via a waypoint beyond their
+    midpoint and both leave (docs/pedsim.md, "Standoff recovery")."""
+    doc = {
+        "schema_version": 1, "name": "standoff", "walkable_area": _rect(0, 0, 30, 20),
+        "exits": [{"name": "door", "door": [[4, 0], [5, 0]]}],
+        "agents": [{"positions": [[3.96, 1.39], [5.79, 1.15]], "speed_m_per_s": {"mean": 1.34}}],
+        "simulation": {"max_time_s": 30},
+    }
+    res = pedsim.run_scenario(doc, seed=1, analysis=False)
+    assert res.complete and res.rerouted == 2
+    assert res.evacuation_time_s < 12.0
+    monkeypatch.setattr(_pedsim_engine, "STANDOFF_AFTER_S", float("inf"))
+    stuck = pedsim.run_scenario(doc, seed=1, analysis=False)
+    assert not stuck.complete and stuck.evacuated == 0 and stuck.rerouted == 0
 
 
 def test_exit_outside_walkable_area():
