@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -379,6 +380,13 @@ def ingest_data_array(
             ir = comps.index("result")
             ip = comps.index("phenomenonTime") if "phenomenonTime" in comps else -1
             irt = comps.index("resultTime") if "resultTime" in comps else -1
+            bulk = _bulk_rows(arr, n, ds_id, fid, ir, ip, irt, numeric=numeric, integer=integer, stringy=stringy,
+                              limit=limit, now_stored=now_stored, sqlite=conn.dialect.name == "sqlite")
+            if bulk is not None:
+                rows.extend(bulk)
+                positions.extend(range(pos, pos + len(arr)))
+                pos += len(arr)
+                continue
         for j, row in enumerate(arr):
             if type(row) is not list or len(row) != n:
                 out[pos + j] = IngestError(f"dataArray: a row must be an array of {n} values, one per component")
@@ -452,6 +460,84 @@ def ingest_data_array(
     if rows:
         _store(conn, rows, positions, out, now=now, rows_out=rows_out)
     return out  # type: ignore[return-value]
+
+
+_tzinfo = operator.attrgetter("tzinfo")
+_is_integer = float.is_integer
+
+
+def _bulk_rows(arr: list, n: int, ds_id: int, fid, ir: int, ip: int, irt: int, *, numeric: bool, integer: bool,
+               stringy: bool, limit: datetime, now_stored, sqlite: bool) -> list[tuple] | None:
+    """The stored rows of a whole fast-path group, checked column by column (loops in C).
+
+    None when any row needs a closer look (a malformed row, a value of another type, a
+    non-finite number, a time that is absent, an interval, not UTC, in the far future, or not in
+    one of the layouts cut by :func:`_sqlite_time_text`): the caller then checks row by row, and
+    accepts, refuses and stores exactly as that path does.
+    """
+    if not arr or set(map(type, arr)) != {list} or set(map(len, arr)) != {n}:
+        return None
+    vals = list(map(operator.itemgetter(ir), arr))
+    kinds = set(map(type, vals))
+    try:
+        if numeric and kinds <= {float, int}:
+            if not all(map(math.isfinite, vals)):
+                return None
+            if int in kinds:
+                vals = list(map(float, vals))
+            if integer and not all(map(_is_integer, vals)):
+                return None
+            kind, nums, texts = s.RESULT_NUMBER, vals, itertools.repeat(None)
+        elif stringy and kinds == {str}:
+            kind, nums, texts = s.RESULT_STRING, itertools.repeat(None), vals
+        else:
+            return None
+        pts = itertools.repeat(now_stored)
+        if ip >= 0:
+            pts = _bulk_times(list(map(operator.itemgetter(ip), arr)), limit, sqlite)
+            if pts is None:
+                return None
+        rts = itertools.repeat(None)
+        if irt >= 0:
+            rts = _bulk_times(list(map(operator.itemgetter(irt), arr)), limit, sqlite)
+            if rts is None:
+                return None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    rep, null = itertools.repeat, itertools.repeat("null")
+    return list(zip(rep(ds_id), rep(fid), pts, rep(None), rts, rep(None), rep(None), rep(kind), nums, texts,
+                    null, null, null))
+
+
+def _bulk_times(values: list, limit: datetime, sqlite: bool) -> list | None:
+    """Stored forms of a column of instants in UTC (see :func:`_time_text_encoder`), or None.
+
+    Raises TypeError or ValueError for a value that is not an ISO 8601 instant.
+    """
+    times = list(map(_fromiso, values))
+    if set(map(_tzinfo, times)) != {UTC} or max(times) > limit:
+        return None
+    if not sqlite:
+        return times
+    lengths = set(map(len, values))
+    if len(lengths) != 1:
+        return None
+    size, k = lengths.pop(), len(values)
+    joined = "".join(values)  # the j-th character of every value: joined[j::size]
+    if joined[size - 1 :: size] == "Z" * k:
+        m = size - 1
+    elif size > 6 and not joined[size - 6 :: size].strip("+-") and joined[size - 3 :: size] == ":" * k:
+        m = size - 6
+    else:
+        return None
+    if any(joined[j::size] != c * k for j, c in ((4, "-"), (7, "-"), (13, ":"), (16, ":"))):
+        return None
+    if m == 19:
+        return [f"{v[:10]} {v[11:19]}.000000" for v in values]
+    if m in (23, 26) and joined[19::size] == "." * k:
+        tail = "000" if m == 23 else ""
+        return [f"{v[:10]} {v[11:m]}{tail}" for v in values]
+    return None
 
 
 def _fast_group(components: Sequence[str], expected: str) -> bool:

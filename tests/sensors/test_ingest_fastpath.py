@@ -275,6 +275,67 @@ def _check_data_array(engine):
     assert st[ds[0]].result_time_end == datetime(2024, 5, 1, 12, 0, 6, tzinfo=UTC)
 
 
+def _uniform_groups(ds):
+    """Groups whose columns are uniform, so that the whole-group path (``_bulk_rows``) takes them."""
+    def col(fmt, k=3):
+        return [(datetime(2024, 5, 1, 12, tzinfo=UTC) + timedelta(seconds=i, microseconds=123456 * i)).strftime(fmt)
+                for i in range(k)]
+    return [
+        (ds[0], ["phenomenonTime", "result"], [[t, float(i)] for i, t in enumerate(col("%Y-%m-%dT%H:%M:%SZ"))]),
+        (ds[0], ["phenomenonTime", "result"], [[t, i] for i, t in enumerate(col("%Y-%m-%dT%H:%M:%S.%f+00:00"))]),
+        (ds[0], ["result", "phenomenonTime"], [[i, t[:23] + "Z"] for i, t in enumerate(col("%Y-%m-%dT%H:%M:%S.%f"))]),
+        (ds[0], ["phenomenonTime", "result", "resultTime"],
+         [[t, i + 0.5, t] for i, t in enumerate(col("%Y-%m-%d %H:%M:%S-00:00"))]),
+        (ds[0], ["result"], [[1.5], [2]]),
+        (ds[1], ["phenomenonTime", "result"], [[t, f"c{i}"] for i, t in enumerate(col("%Y-%m-%dT%H:%M:%SZ"))]),
+        (ds[2], ["phenomenonTime", "result"], [[t, v] for t, v in zip(col("%Y-%m-%dT%H:%M:%SZ"), [3, "x", 4.5])]),
+        (ds[3], ["phenomenonTime", "result"], [[t, i] for i, t in enumerate(col("%Y-%m-%dT%H:%M:%SZ"))]),
+    ]
+
+
+def test_whole_group_path_stores_what_the_general_path_stores(engine, monkeypatch):
+    svc, ds = _twin(engine, n_streams=4, kinds=("OM_Measurement", "OM_CategoryObservation", "OM_Observation",
+                                                   "OM_CountObservation"))
+    taken = []
+    bulk = ing._bulk_rows
+    monkeypatch.setattr(ing, "_bulk_rows", lambda *a, **k: taken.append(bulk(*a, **k) is not None) or bulk(*a, **k))
+    groups = _uniform_groups(ds)
+    now = datetime(2024, 5, 1, 13, tzinfo=UTC)
+    with svc.write_transaction() as conn:
+        fast = ing.ingest_data_array(conn, groups, principal=OP, now=now)
+    assert taken == [True] * 6 + [False, True]  # numbers and text mixed in one column: row by row
+    assert all(isinstance(r, int) for r in fast), [str(r) for r in fast]
+    items = [{"datastream_id": d} | dict(zip(comps, row, strict=True)) for d, comps, rows in groups for row in rows]
+    monkeypatch.setattr(ing, "_FAST_KEYS", frozenset())
+    with svc.write_transaction() as conn:
+        slow = ing.ingest_observations(conn, items, principal=OP, now=now)
+    assert _stored(engine, fast) == _stored(engine, slow)
+
+
+def test_whole_group_path_hands_irregular_groups_to_the_row_path(engine):
+    far = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    cases = [
+        [["2024-01-01T00:00:00Z", 1], ["2024-01-01T00:00:01Z"]],  # a short row
+        [["2024-01-01T00:00:00Z", 1], ["2024-01-01T00:00:01+02:00", 2]],  # not UTC
+        [["2024-01-01T00:00:00Z", 1], ["2024-01-01T00:00:01.5Z", 2]],  # two layouts
+        [["2024-01-01T00:00:00Z", 1], [far, 2]],  # the far future
+        [["2024-01-01T00:00:00Z", 1], [None, 2]],  # no time: now
+        [["2024-01-01T00:00:00Z", 1], ["2024-01-01T00:00:00Z/2024-01-01T00:01:00Z", 2]],  # an interval
+        [["2024-01-01T00:00:00Z", 1], ["2024-01-01T00:00:01Z", float("nan")]],
+        [["2024-01-01T00:00:00Z", 1], ["2024-01-01T00:00:01Z", True]],
+        [["20240101T000000Z", 1], ["20240101T000001Z", 2]],  # basic format: formatted row by row
+    ]
+    now = datetime.now(UTC)
+    for rows in cases:
+        got = ing._bulk_rows(rows, 2, 1, None, 1, 0, -1, numeric=True, integer=False, stringy=False,
+                             limit=now + ing.MAX_FUTURE, now_stored="now", sqlite=True)
+        assert got is None, rows
+    got = ing._bulk_rows([["2024-01-01T00:00:00Z", 1]], 2, 7, 3, 1, 0, -1, numeric=True, integer=False,
+                         stringy=False, limit=now + ing.MAX_FUTURE, now_stored="now", sqlite=True)
+    assert got == [(7, 3, "2024-01-01 00:00:00.000000", None, None, None, None, s.RESULT_NUMBER, 1.0, None,
+                    "null", "null", "null")]
+
+
 def test_data_array_columns_store_what_the_general_path_stores_sqlite(engine):
     _check_data_array(engine)
 
