@@ -152,6 +152,8 @@ class StaService:
         #: ``f(rows, base_url)`` told about Observations stored in bulk, ``rows`` as ``(id, row)``
         #: with ``row`` in the order of :data:`citytwin.sensors.ingest.COLUMNS` (no JSON built)
         self.row_listeners: list[Callable[[list, str], None]] = []
+        #: listeners that also have a row listener: they get bulk Observations as rows only
+        self._rows_cover: list[Callable[[str, dict], None]] = []
         self.base_url = "http://localhost/sta/v1.1"
         self.mqtt_endpoint: str | None = None
         # SQLite allows one writer; serialising writers here avoids busy errors under load.
@@ -191,6 +193,24 @@ class StaService:
         except sa.exc.IntegrityError as exc:
             return error_response(409, f"conflict with existing data: {exc.orig}")
 
+    def add_listener(self, listener: Callable[[str, dict], None],
+                     row_listener: Callable[[list, str], None] | None = None) -> None:
+        """Tell ``listener(entity name, JSON)`` about every created entity after its commit.
+
+        With ``row_listener(rows, base URL)``, Observations stored in bulk reach the pair once,
+        as rows (no JSON built); without it the listener gets their JSON too.
+        """
+        self.listeners.append(listener)
+        if row_listener is not None:
+            self.row_listeners.append(row_listener)
+            self._rows_cover.append(listener)
+
+    def remove_listener(self, listener: Callable[[str, dict], None],
+                        row_listener: Callable[[list, str], None] | None = None) -> None:
+        for lst, item in ((self.listeners, listener), (self._rows_cover, listener), (self.row_listeners, row_listener)):
+            if item in lst:
+                lst.remove(item)
+
     def notify(self, events: list[tuple[str, dict]]) -> None:
         for entity_name, body in events:
             if entity_name == _ROWS:  # Observations stored in bulk: (rows, base URL)
@@ -200,8 +220,14 @@ class StaService:
                         row_listener(rows, base)
                     except Exception:  # noqa: BLE001 - a failing listener must not fail the write
                         log.exception("row listener failed")
-                if self.listeners:
-                    self.notify(self._observation_events(rows, base))
+                plain = [lst for lst in self.listeners if lst not in self._rows_cover]
+                if plain:
+                    for name, js in self._observation_events(rows, base):
+                        for listener in plain:
+                            try:
+                                listener(name, js)
+                            except Exception:  # noqa: BLE001 - a failing listener must not fail the write
+                                log.exception("listener failed for %s", name)
                 continue
             for listener in list(self.listeners):
                 try:

@@ -372,3 +372,41 @@ def test_data_array_refuses_rows_alone_and_whole_requests_for_scope(engine):
     assert r.status == 403 and str(ds[1]) in r.body["message"]
     with engine.connect() as c:
         assert c.execute(sa.select(sa.func.count()).select_from(s.sta_observations)).scalar() == 4
+
+
+def test_fast_notification_json_equals_the_general_one():
+    from citytwin.sensors.mqtt import _fast_observation_json, observation_json
+
+    base = 'http://h:1/sta/v1.1?q="x"'
+    fast = _fast_observation_json(base)
+    t = datetime(2024, 5, 1, 12, 0, 1, tzinfo=UTC)
+    row = [3, None, t, None, None, None, None, s.RESULT_NUMBER, 2.0, None, None, None, None]
+    variants = [{8: 2.5}, {8: -0.0}, {8: 1e300}, {8: 2.0**53}, {8: -7.0}, {2: t.replace(microsecond=250)}, {1: 9}]
+    for change in variants:
+        r = list(row)
+        for k, v in change.items():
+            r[k] = v
+        assert fast(11, r) == observation_json(11, r, base), change
+        assert json.loads(fast(11, r))["@iot.selfLink"] == f"{base}/Observations(11)"
+    # anything else is left to the general formatter
+    others = [{8: float("nan")}, {8: float("inf")}, {7: s.RESULT_STRING, 8: None, 9: "a"}, {3: t}, {4: t},
+              {11: {"q": 1}}, {12: {"p": 1}}, {2: t.replace(tzinfo=None)}, {8: 3}]
+    for change in others:
+        r = list(row)
+        for k, v in change.items():
+            r[k] = v
+        assert fast(11, r) is None, change
+
+
+def test_varint_is_mqtt_remaining_length():
+    from citytwin.sensors.mqtt import _varint
+
+    def ref(n):  # MQTT 5 §1.5.5
+        out = bytearray()
+        while True:
+            b, n = n % 128, n // 128
+            out.append(b | 0x80 if n else b)
+            if not n:
+                return bytes(out)
+    for n in (0, 1, 127, 128, 300, 16383, 16384, 2_097_151, 2_097_152, 268_435_455):
+        assert _varint(n) == ref(n), n
