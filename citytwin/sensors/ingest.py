@@ -206,27 +206,28 @@ def _default_features(conn: sa.Connection, datastream_ids) -> dict[int, int | No
     """Per Datastream, the FeatureOfInterest generated from its Thing's first Location (one query)."""
     ds, tl, loc = s.sta_datastreams, s.sta_thing_locations, s.sta_locations
     out: dict[int, int | None] = dict.fromkeys(datastream_ids)
-    rows = conn.execute(
-        sa.select(ds.c.id.label("ds_id"), loc.c.id, loc.c.name, loc.c.description, loc.c.encoding_type,
-                  loc.c.location, loc.c.generated_foi_id)
+    rows = conn.execute(  # the Location itself is read only where its feature is still to be made
+        sa.select(ds.c.id, loc.c.id, loc.c.generated_foi_id)
         .select_from(ds.join(tl, tl.c.thing_id == ds.c.thing_id).join(loc, loc.c.id == tl.c.location_id))
         .where(ds.c.id.in_(sorted(out))).order_by(ds.c.id, loc.c.id)
-    ).mappings().all()
+    ).all()
     made: dict[int, int] = {}  # Location id → FeatureOfInterest generated in this call
     seen: set[int] = set()
-    for row in rows:
-        if row["ds_id"] in seen:
+    for ds_id, loc_id, generated in rows:
+        if ds_id in seen:
             continue  # the first Location (lowest id) of the Thing
-        seen.add(row["ds_id"])
-        fid = row["generated_foi_id"] or made.get(row["id"])
+        seen.add(ds_id)
+        fid = generated or made.get(loc_id)
         if fid is None:
+            row = conn.execute(sa.select(loc.c.name, loc.c.description, loc.c.encoding_type, loc.c.location)
+                               .where(loc.c.id == loc_id)).one()
             fid = conn.execute(s.sta_features.insert().values(
-                name=row["name"], description=row["description"], encoding_type=row["encoding_type"],
-                feature=row["location"], properties=None, **bbox_of(row["location"]),
+                name=row.name, description=row.description, encoding_type=row.encoding_type,
+                feature=row.location, properties=None, **bbox_of(row.location),
             )).inserted_primary_key[0]
-            conn.execute(loc.update().where(loc.c.id == row["id"]).values(generated_foi_id=fid))
-            made[row["id"]] = fid
-        out[row["ds_id"]] = fid
+            conn.execute(loc.update().where(loc.c.id == loc_id).values(generated_foi_id=fid))
+            made[loc_id] = fid
+        out[ds_id] = fid
     return out
 
 
@@ -690,10 +691,13 @@ def _store(conn: sa.Connection, rows: list, positions: list[int], out: list, *, 
         out[p] = new_id
     decode = _time_decoder(conn.dialect.name)
     per = _stats(rows, ids)  # on stored values: SQLite's time text sorts as the times do
-    for st in per.values():
-        st[0], st[1], st[2] = decode(st[0]), decode(st[1]), (decode(st[2][0]), st[2][1])
-        st[3], st[4] = decode(st[3]), decode(st[4])
-    _update_stats(conn, per, now=now)
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        _update_stats_stored(conn, per, now=now)
+    else:
+        for st in per.values():
+            st[0], st[1], st[2] = decode(st[0]), decode(st[1]), (decode(st[2][0]), st[2][1])
+            st[3], st[4] = decode(st[3]), decode(st[4])
+        _update_stats(conn, per, now=now)
     if rows_out is not None:
         if python_rows is None:
             python_rows = [_decode_row(r, decode, json_text=conn.dialect.name in ("sqlite", "postgresql"))
@@ -861,6 +865,46 @@ def update_datastream_stats(conn: sa.Connection, rows: Iterable[dict], ids: Iter
     """Per Datastream: extend the time envelope and move the latest observation forward."""
     tuples = [(r["datastream_id"], None, r["phenomenon_time"], r["phenomenon_time_end"], r["result_time"]) for r in rows]
     _update_stats(conn, _stats(tuples, ids), now=now)
+
+
+# One UPDATE per Datastream, all in one driver executemany, in id order (the lock order on
+# PostgreSQL). Every expression sees the row as it was before the statement, and PostgreSQL
+# re-evaluates them on the newest committed row when another transaction updated it meanwhile,
+# so concurrent writers cannot lose each other's envelope or latest observation.
+_STATS_SQL = """UPDATE sta_datastreams SET
+ phenomenon_time_start = CASE WHEN phenomenon_time_start IS NULL OR {t} < phenomenon_time_start
+                              THEN {t} ELSE phenomenon_time_start END,
+ phenomenon_time_end = CASE WHEN phenomenon_time_end IS NULL OR {t} > phenomenon_time_end
+                            THEN {t} ELSE phenomenon_time_end END,
+ last_observation_id = CASE WHEN last_phenomenon_time IS NULL OR {t} >= last_phenomenon_time
+                            THEN {p} ELSE last_observation_id END,
+ last_phenomenon_time = CASE WHEN last_phenomenon_time IS NULL OR {t} >= last_phenomenon_time
+                             THEN {t} ELSE last_phenomenon_time END,
+ result_time_start = CASE WHEN {t} IS NOT NULL AND (result_time_start IS NULL OR {t} < result_time_start)
+                          THEN {t} ELSE result_time_start END,
+ result_time_end = CASE WHEN {t} IS NOT NULL AND (result_time_end IS NULL OR {t} > result_time_end)
+                        THEN {t} ELSE result_time_end END,
+ last_received_at = {t}
+WHERE id = {p}"""
+
+
+def _update_stats_stored(conn: sa.Connection, per: dict[int, list], *, now: datetime) -> None:
+    """:func:`_update_stats` for SQLite and PostgreSQL on stored values, through the driver."""
+    if not per:
+        return
+    sqlite = conn.dialect.name == "sqlite"
+    # PostgreSQL cannot infer the type of a NULL parameter compared with IS NOT NULL
+    sql = _STATS_SQL.format(p="?", t="?") if sqlite else _STATS_SQL.format(p="%s", t="%s::timestamptz")
+    now_v = _sqlite_time(now) if sqlite else now
+    params = []
+    for ds_id in sorted(per):
+        tmin, tmax, (lt, lid), rmin, rmax = per[ds_id]
+        params.append((tmin, tmin, tmax, tmax, lt, lid, lt, lt, rmin, rmin, rmin, rmax, rmax, rmax, now_v, ds_id))
+    cur = conn.connection.driver_connection.cursor()
+    try:
+        cur.executemany(sql, params)
+    finally:
+        cur.close()
 
 
 def _update_stats(conn: sa.Connection, per: dict[int, list], *, now: datetime) -> None:
