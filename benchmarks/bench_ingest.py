@@ -48,7 +48,7 @@ import sqlalchemy as sa
 import uvicorn
 
 from citytwin import security
-from citytwin.api.app import create_app
+from citytwin.api.app import create_app, freeze_startup_heap
 from citytwin.sensors import schema as s
 from citytwin.sensors.ingest import COLUMNS
 from citytwin.settings import Settings
@@ -71,6 +71,7 @@ def _port() -> int:
 
 def _serve(engine, data_dir: Path, mqtt_url: str | None = None):
     app = create_app(Settings(data_dir=data_dir, secret_key="b" * 40, mqtt_url=mqtt_url), engine=engine)
+    freeze_startup_heap()  # as `citytwin serve` does
     port = _port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=server.run, daemon=True)

@@ -126,9 +126,13 @@ def serve(
 
     from citytwin.api import create_app
 
+    from citytwin.api.app import freeze_startup_heap
+
     settings = _settings()
     engine = _engine(settings)
-    uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
+    api = create_app(settings, engine=engine)
+    freeze_startup_heap()
+    uvicorn.run(api, host=host, port=port, log_level="info")
 
 
 def ensure_demo(settings: Settings) -> dict:
@@ -192,8 +196,12 @@ def demo(
     )
     feeds = start_demo_feeds(settings=settings, engine=done["engine"], speed=speed)
     typer.echo(f"serving the twin at http://{host}:{port}/ (API docs at /docs)")
+    from citytwin.api.app import freeze_startup_heap
+
+    api = create_app(settings, engine=done["engine"])
+    freeze_startup_heap()
     try:
-        uvicorn.run(create_app(settings, engine=done["engine"]), host=host, port=port, log_level="info")
+        uvicorn.run(api, host=host, port=port, log_level="info")
     finally:
         feeds.stop()
 

@@ -410,3 +410,34 @@ def test_varint_is_mqtt_remaining_length():
                 return bytes(out)
     for n in (0, 1, 127, 128, 300, 16383, 16384, 2_097_151, 2_097_152, 268_435_455):
         assert _varint(n) == ref(n), n
+
+
+def test_stats_by_runs_equal_the_row_by_row_reduction():
+    """_stats reduces runs of one Datastream column-wise; the result is the plain row-by-row one."""
+    import random
+
+    def reference(rows, ids):
+        per = {}
+        for r, oid in zip(rows, ids, strict=True):
+            t0, t1, rt = r[2], r[3] or r[2], r[4]
+            st = per.setdefault(r[0], [t0, t1, (t0, oid), rt, rt])
+            st[0], st[1], st[2] = min(st[0], t0), max(st[1], t1), max(st[2], (t0, oid))
+            if rt is not None:
+                st[3] = rt if st[3] is None else min(st[3], rt)
+                st[4] = rt if st[4] is None else max(st[4], rt)
+        return per
+
+    rnd = random.Random(7)
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    for _ in range(200):
+        rows, ids, oid = [], [], rnd.randrange(1, 100)
+        for _ in range(rnd.randrange(1, 6)):  # runs, a Datastream may come back in a later run
+            ds = rnd.randrange(1, 4)
+            for _ in range(rnd.randrange(1, 8)):
+                t0 = base + timedelta(seconds=rnd.randrange(5))  # ties on purpose
+                end = t0 + timedelta(seconds=rnd.randrange(1, 9)) if rnd.random() < 0.3 else None
+                rt = base + timedelta(seconds=rnd.randrange(9)) if rnd.random() < 0.5 else None
+                rows.append((ds, None, t0, end, rt))
+                oid += rnd.randrange(1, 3)
+                ids.append(oid)
+        assert ing._stats(rows, ids) == reference(rows, ids)
