@@ -49,6 +49,7 @@ import uvicorn
 
 from citytwin import security
 from citytwin.api.app import create_app, freeze_startup_heap
+from citytwin.sensors import keys
 from citytwin.sensors import schema as s
 from citytwin.sensors.ingest import COLUMNS
 from citytwin.settings import Settings
@@ -156,12 +157,16 @@ def _single_posts(base: str, hdr: dict, ds: list[int], m: int, ready, go) -> Non
     [t.join() for t in ths]
 
 
-def _mqtt_publisher(host: str, port: int, ds: list[int], n: int, window: int, progress, ready, go) -> None:
+def _mqtt_publisher(host: str, port: int, ds: list[int], n: int, window: int, key: str, progress, ready, go) -> None:
     import paho.mqtt.client as pm
     from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
 
     payloads = [(f"v1.1/Datastreams({ds[i % len(ds)]})/Observations", json.dumps({"result": i})) for i in range(n)]
-    c = pm.Client(CallbackAPIVersion.VERSION2)
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = ("authorization", f"Bearer {key}")  # the sensors' API key, as the bridge requires
+    c = pm.Client(CallbackAPIVersion.VERSION2, protocol=pm.MQTTv5)
     c.max_inflight_messages_set(1000)
     c.connect(host, port)
     c.loop_start()
@@ -172,7 +177,7 @@ def _mqtt_publisher(host: str, port: int, ds: list[int], n: int, window: int, pr
     for i, (topic, payload) in enumerate(payloads):
         while i - (progress.value - base) > window:
             time.sleep(0.0005)
-        infos.append(c.publish(topic, payload, qos=1))
+        infos.append(c.publish(topic, payload, qos=1, properties=props))
     for info in infos:
         info.wait_for_publish(60)
     c.loop_stop()
@@ -333,7 +338,9 @@ def bench_mqtt(app, mqtt: str, ds: list[int], *, n: int, window: int) -> dict:
     ctx = mp.get_context("spawn")
     progress = ctx.Value("q", bridge.accepted, lock=False)
     ready, go = ctx.Event(), ctx.Event()
-    p = ctx.Process(target=_mqtt_publisher, args=(host, int(port), ds, n, window, progress, ready, go))
+    with app.state.engine.begin() as conn:
+        key = keys.create_key(conn, name=f"bench-mqtt-{uuid.uuid4().hex[:8]}", datastreams=ds)[1]
+    p = ctx.Process(target=_mqtt_publisher, args=(host, int(port), ds, n, window, key, progress, ready, go))
     p.start()
     ready.wait(120)
     before, batches = bridge.accepted, bridge.batches

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     token_minutes: int = Field(default=12 * 60, ge=1, le=7 * 24 * 60)
     mqtt_url: str | None = None  #: e.g. ``mqtt://127.0.0.1:1883``; None = HTTP ingest only
+    #: MQTT Observations must carry an API key (MQTT 5 user property ``authorization``); turn off
+    #: only behind a broker that authorises each publisher's topics itself
+    mqtt_require_key: bool = True
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 

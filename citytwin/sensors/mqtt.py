@@ -10,6 +10,10 @@
   write path and published by a separate thread in bulk (QoS 0 by default: a notification is
   sent after the commit and is best effort at any QoS; ``notify_qos=1`` publishes each with QoS 1
   through paho instead, about ten times the CPU per message).
+* Access: a message must carry a Datastream-scoped API key as the MQTT 5 user property
+  ``authorization`` (``Bearer <key>``, as over HTTP); a message without a valid key, or for a
+  Datastream its key may not write, is refused and logged with the reason (``require_key=False``
+  only behind a broker that authorises publishers itself).
 * A persistent session (fixed client id, ``clean_start=False``) and paho's automatic reconnect
   survive a broker restart; the bridge subscribes with *no local* so that it never re-ingests
   its own notifications.
@@ -35,7 +39,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from citytwin.sensors import schema as s
-from citytwin.sensors.ingest import IngestError, result_value
+from citytwin.sensors.ingest import IngestError, Principal, check_write_scope, ref_id, result_value
+from citytwin.sensors.keys import verify_key
 from citytwin.sensors.model import ENTITIES, inverse
 from citytwin.sensors.service import _ROWS, _interval, iso
 
@@ -66,8 +71,12 @@ class MqttBridge:
     MAX_OUTBOX = 500_000
 
     def __init__(self, service, url: str, *, client_id: str | None = None, batch_size: int = 5000,
-                 linger_s: float = 0.002, notify_qos: int = 0, receive_maximum: int = 1000):
+                 linger_s: float = 0.002, notify_qos: int = 0, receive_maximum: int = 1000,
+                 require_key: bool = True, key_cache_s: float = 30.0):
         self.service = service
+        self.require_key = require_key
+        self.key_cache_s = key_cache_s
+        self._keys: dict[str, tuple[float, Principal | None]] = {}  # token -> (valid until, principal)
         if not 1 <= receive_maximum <= 65535:
             raise ValueError(f"receive_maximum: {receive_maximum} is outside 1..65535 (MQTT 5 Receive Maximum)")
         self.receive_maximum = receive_maximum
@@ -192,15 +201,55 @@ class MqttBridge:
             raise IngestError(f"topic {msg.topic}: publish Observations to v1.1/Datastreams(ID)/Observations")
         return body
 
+    def _principal(self, msg, conn_box: list) -> Principal:
+        """The API key a message carries (MQTT 5 user property ``authorization``, ``Bearer <key>``
+        or the bare key), verified like an HTTP bearer key; cached ``key_cache_s`` seconds."""
+        token = None
+        for name, value in getattr(getattr(msg, "properties", None), "UserProperty", None) or ():
+            if name.lower() == "authorization":
+                token = value[7:].strip() if value[:7].lower() == "bearer " else value.strip()
+                break
+        if not token:
+            raise IngestError("no API key: publish with MQTT 5 and the user property "
+                              "'authorization' = 'Bearer <key>' (create keys with `citytwin key add`)", 401)
+        now = time.monotonic()
+        hit = self._keys.get(token)
+        if hit is None or hit[0] < now:
+            if not conn_box:
+                conn_box.append(self.service.engine.connect())
+            row = verify_key(conn_box[0], token)
+            p = None if row is None else Principal(name=f"key:{row['name']}", role=row["role"], kind="apikey",
+                                                   datastreams=frozenset(int(d) for d in row["datastreams"]))
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            hit = self._keys[token] = (now + self.key_cache_s, p)
+        if hit[1] is None:
+            raise IngestError("the API key is unknown or revoked", 401)
+        return hit[1]
+
+    def _authorise(self, msg, body: dict, conn_box: list) -> None:
+        """Refuse (IngestError) a message whose key may not write its Datastream."""
+        if not self.require_key:
+            return
+        principal = self._principal(msg, conn_box)
+        check_write_scope(principal, ref_id(body.get("Datastream"), "Datastream"))
+
     def _ingest(self, batch: list) -> None:
         items, msgs = [], []
-        for msg in batch:
-            try:
-                items.append(self._parse(msg))
-                msgs.append(msg)
-            except IngestError as exc:
-                self._reject(msg, str(exc))
-                self.client.ack(msg.mid, msg.qos)
+        conn_box: list = []  # one connection for the key lookups of this batch, opened if needed
+        try:
+            for msg in batch:
+                try:
+                    body = self._parse(msg)
+                    self._authorise(msg, body, conn_box)
+                    items.append(body)
+                    msgs.append(msg)
+                except IngestError as exc:
+                    self._reject(msg, str(exc))
+                    self.client.ack(msg.mid, msg.qos)
+        finally:
+            if conn_box:
+                conn_box[0].close()
         if items:
             try:
                 results = self.service.ingest(items)

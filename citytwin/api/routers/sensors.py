@@ -169,7 +169,7 @@ def install(app: FastAPI) -> None:
     if settings.mqtt_url:
         from citytwin.sensors.mqtt import MqttBridge
 
-        bridge = MqttBridge(svc, settings.mqtt_url)
+        bridge = MqttBridge(svc, settings.mqtt_url, require_key=settings.mqtt_require_key)
         app.state.mqtt_bridge = bridge
         svc.mqtt_endpoint = settings.mqtt_url
         original = app.router.lifespan_context
