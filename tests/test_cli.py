@@ -92,3 +92,41 @@ def test_demo_creates_admin_once_and_never_stores_password(env):
             assert password.encode() not in f.read_bytes(), f"password found in clear in {f}"
     r2 = runner.invoke(app, ["demo", "--no-serve"])
     assert r2.exit_code == 0 and "password:" not in r2.output
+
+
+def test_key_add_list_revoke(env):
+    """`citytwin key add|list|revoke`: the token is printed once, stored hashed, and revocable."""
+    import json
+
+    from citytwin.sensors import keys
+    from citytwin.sensors.service import StaRequest, StaService
+    from citytwin.store import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{env / 'citytwin.sqlite'}")
+    migrate(engine)
+    body = {"name": "camera", "description": "d", "Datastreams": [{
+        "name": "count", "description": "d", "unitOfMeasurement": {"symbol": "{person}/h"},
+        "observationType": "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement",
+        "Sensor": {"name": "s", "description": "d", "encodingType": "text/html", "metadata": "m"},
+        "ObservedProperty": {"name": "p", "definition": "d", "description": "d"}}]}
+    assert StaService(engine).handle(StaRequest("POST", "Things", body=json.dumps(body).encode())).status == 201
+
+    r = runner.invoke(app, ["key", "add", "camera-1", "--datastreams", "1"])
+    assert r.exit_code == 0, r.output
+    token = next(line for line in r.stdout.splitlines() if line.startswith("ctk_"))
+    with engine.connect() as conn:
+        assert keys.verify_key(conn, token)["datastreams"] == [1]
+        stored = conn.execute(sa.text("SELECT secret_sha256 FROM sta_api_keys")).scalar()
+    assert token not in stored and len(stored) == 64
+
+    r = runner.invoke(app, ["key", "list"])
+    assert r.exit_code == 0 and "camera-1" in r.output and token not in r.output
+
+    assert runner.invoke(app, ["key", "add", "camera-2", "--datastreams", "99"]).exit_code == 2  # no such stream
+    assert runner.invoke(app, ["key", "add", "camera-3", "--datastreams", "one"]).exit_code == 2
+
+    r = runner.invoke(app, ["key", "revoke", "1"])
+    assert r.exit_code == 0, r.output
+    with engine.connect() as conn:
+        assert keys.verify_key(conn, token) is None
+    assert runner.invoke(app, ["key", "revoke", "1"]).exit_code != 0  # revoked already

@@ -42,6 +42,8 @@ def add(
             raise typer.Exit(2) from None
     typer.echo(f"key {kid} {name} for Datastreams {ids}")
     typer.echo(token)
+    typer.echo("shown once; send it as 'Authorization: Bearer <key>' (or HTTP Basic) over HTTP, and over "
+               "MQTT 5 as the user property 'authorization' = 'Bearer <key>'", err=True)
 
 
 @key_app.command("list")
