@@ -247,6 +247,9 @@ class MqttBridge:
                 except IngestError as exc:
                     self._reject(msg, str(exc))
                     self.client.ack(msg.mid, msg.qos)
+        except Exception:  # noqa: BLE001 - database down while checking keys: as for a failed ingest
+            log.exception("MQTT key check failed; %d messages left unacknowledged", len(batch))
+            return
         finally:
             if conn_box:
                 conn_box[0].close()

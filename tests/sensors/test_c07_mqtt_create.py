@@ -174,3 +174,29 @@ def _open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_key_check_failure_leaves_messages_unacknowledged(mqtt_twin, monkeypatch):
+    """A database error while checking keys must not kill the ingest worker or acknowledge anything."""
+    c, hdr, did, bridge, (host, port) = mqtt_twin
+    from citytwin.sensors import mqtt as bridge_module
+
+    calls = []
+
+    def broken(conn, token):
+        calls.append(token)
+        raise RuntimeError("database unavailable")
+
+    monkeypatch.setattr(bridge_module, "verify_key", broken)
+    acked = []
+    monkeypatch.setattr(bridge.client, "ack", lambda mid, qos: acked.append(mid))
+    key = api_key(c, [did])
+    pub = publisher(host, port)
+    try:
+        _publish(pub, f"v1.1/Datastreams({did})/Observations", json.dumps({"result": 1}), key)
+        wait_for(lambda: calls)
+        time.sleep(0.3)
+        assert acked == [] and bridge.accepted == 0 and bridge._worker.is_alive()
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
