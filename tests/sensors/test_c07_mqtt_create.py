@@ -14,7 +14,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from citytwin.sensors import keys
-
 from tests.sensors.conftest import (
     STA,
     create,
