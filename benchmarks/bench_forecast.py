@@ -64,7 +64,12 @@ def main() -> None:
         "training_window": model.metadata["training_window"],
     }
     issue = pd.Timestamp("2025-12-31")
-    model.predict(frame, issue_time=issue)  # warm-up (holiday tables, imports)
+    # the first forecast also computes the model's forecasts of the past calibration window
+    # (rolling calibration, kept afterwards) and builds the holiday tables
+    w0, c0 = time.perf_counter(), time.process_time()
+    model.predict(frame, issue_time=issue)
+    out["forecast_all_sensors_first"] = {"wall_s": round(time.perf_counter() - w0, 3),
+                                         "cpu_s": round(time.process_time() - c0, 3)}
     w0, c0 = time.perf_counter(), time.process_time()
     fc = model.predict(frame, issue_time=issue, horizon_h=24)
     out["forecast_all_sensors"] = {

@@ -22,7 +22,10 @@ Method (details and measured skill in ``docs/forecast.md``):
   are first fitted on the training data minus its last ``calibration_days``; on that held-out
   recent window each tail gets a factor ``k`` so that ``median ∓ k·(median − q)`` covers the
   nominal share. By default those models are kept (``refit_after_calibration=True`` refits on
-  all the data and keeps the factors, at twice the training time).
+  all the data and keeps the factors, at twice the training time). With
+  ``rolling_calibration`` (default) the factors are fitted again per sensor and issue day on
+  the model's own day-ahead forecasts of the ``calibration_days`` before it that lie after
+  its training data, so the intervals follow the season (``ForecastModel._factors``).
 * **Training rows** drop missing/outage hours and the Auckland COVID-19 lockdown periods
   (:data:`AKL_LOCKDOWNS`, plus 28 days after each, while the 28-day level still contains
   lockdown hours).
@@ -79,6 +82,8 @@ _ALL_Q: tuple[float, ...] = (0.025, 0.1, 0.5, 0.9, 0.975)
 _INTERVALS = {0.8: (0.1, 0.9), 0.95: (0.025, 0.975)}
 #: Fewest valid hours a sensor needs for a (cold-start) forecast.
 MIN_COLD_START_HOURS = 24
+#: Fewest days of out-of-training forecasts a rolling calibration needs (else the fit's factors).
+MIN_ROLLING_DAYS = 7
 
 #: Auckland COVID-19 alert-level periods that changed footfall (start, end inclusive), from the
 #: New Zealand Government's alert-level history (covid19.govt.nz, "History of the COVID-19
@@ -144,6 +149,10 @@ class ForecastConfig:
     #: Refit on all data after calibrating (True) or keep the models fitted without the
     #: calibration window (False, about half the training time).
     refit_after_calibration: bool = False
+    #: Recalibrate for each issue day on the ``calibration_days`` before it (day-ahead forecasts
+    #: of the model itself, issued at each midnight, against what was then observed), using
+    #: only days the model was not trained on; False keeps the factors found at fit time.
+    rolling_calibration: bool = True
     #: Periods (start, end inclusive, naive local dates) whose hours are not trained on, and
     #: how many days after each end stay excluded.
     exclude_periods: tuple[tuple[str, str], ...] = AKL_LOCKDOWNS
@@ -536,6 +545,14 @@ class ForecastModel:
             raise ForecastError("the model is not fitted; call fit() or load()", field="model")
         return self._fitted
 
+    def history_hours(self) -> int:
+        """Hours of history before the issue time that :meth:`predict` uses: the 28-day level
+        and lags, and with rolling calibration the calibration window and its own lags."""
+        h = F.LEVEL_WINDOW_H + 24
+        if self.config.rolling_calibration:
+            h += self.config.calibration_days * 24 + F.LEVEL_WINDOW_H + 24
+        return h
+
     def predict(
         self,
         frame_history: pd.DataFrame,
@@ -584,12 +601,13 @@ class ForecastModel:
         _check_frame(frame_history)
         hist = frame_history[
             (frame_history["timestamp"] < issue)
-            & (frame_history["timestamp"] >= issue - pd.Timedelta(hours=F.LEVEL_WINDOW_H + 24))
+            & (frame_history["timestamp"] >= issue - pd.Timedelta(hours=self.history_hours()))
         ]
         wanted = list(sensors) if sensors is not None else list(
             dict.fromkeys(frame_history["sensor"].astype(str))
         )
-        present = set(hist["sensor"].astype(str))
+        recent = hist[hist["timestamp"] >= issue - pd.Timedelta(hours=F.LEVEL_WINDOW_H + 24)]
+        present = set(recent["sensor"].astype(str))
         absent = [x for x in wanted if x not in present]
         if absent:
             raise InsufficientHistoryError(
@@ -649,18 +667,27 @@ class ForecastModel:
         """Forecast target rows ``(t, s)`` issued at ``i`` (grid indices). Internal batch API
         shared by :meth:`predict` and the backtest."""
         fitted = self._require()
-        code_of = {name: float(c) for c, name in enumerate(fitted.sensors)}
-        codes = np.array([code_of.get(name, np.nan) for name in grid.sensors])
-        X, level = F.build_features(grid, t, s, i, calendar=self._calendar, sensor_codes=codes)
-        X = self._add_covariates(X, grid, t, s, covariates)
-        _, n_level = grid.window_mean(i - F.LEVEL_WINDOW_H, i, s)
-        use_model = n_level >= F.MIN_LEVEL_HOURS
+        X, level, n_level, use_model, sub = self._raw_rows(grid, t, s, i, covariates)
         pred = {a: np.full(len(t), np.nan) for a in _ALL_Q}
+        calibrations: dict[str, Any] = {}
         if use_model.any():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                sub = {a: b.predict(X[use_model]) for a, b in fitted.boosters.items()}
-            _apply_calibration(sub, fitted.calibration)
+            # calibration factors per issue day and sensor (rolling) or the fit's (fixed)
+            days = grid.times[i[use_model]].floor("D")
+            s_model = s[use_model]
+            if self.config.rolling_calibration:  # the past days' forecasts in one batch
+                self._fill_day_cache(grid, days.min() - pd.Timedelta(days=self.config.calibration_days),
+                                     days.max(), covariates)
+            for day in days.unique():
+                on_day = np.asarray(days == day)
+                for j in np.unique(s_model[on_day]):
+                    m = on_day & (s_model == j)
+                    k, how = self._factors(grid, day, int(j), covariates)
+                    part = {a: sub[a][m] for a in _ALL_Q}
+                    _apply_calibration(part, k)
+                    for a in _ALL_Q:
+                        sub[a][m] = part[a]
+                    calibrations.setdefault(str(grid.sensors[j]), {})[str(day.date())] = {
+                        "method": how, **{str(a): round(v, 4) for a, v in k.items()}}
             for a in _ALL_Q:
                 pred[a][use_model] = sub[a] * level[use_model]
         method = np.where(use_model, "model", "none").astype(object)
@@ -684,7 +711,92 @@ class ForecastModel:
             }
         )
         out.attrs["model"] = fitted.metadata
+        out.attrs["calibration"] = calibrations
         return out
+
+    def _raw_rows(self, grid: F.Grid, t: np.ndarray, s: np.ndarray, i: np.ndarray,
+                  covariates: pd.DataFrame | None = None):
+        """Features, level, valid level hours, model rows and uncalibrated model outputs
+        (count / level) for target rows ``(t, s)`` issued at ``i``."""
+        fitted = self._require()
+        code_of = {name: float(c) for c, name in enumerate(fitted.sensors)}
+        codes = np.array([code_of.get(name, np.nan) for name in grid.sensors])
+        X, level = F.build_features(grid, t, s, i, calendar=self._calendar, sensor_codes=codes)
+        X = self._add_covariates(X, grid, t, s, covariates)
+        _, n_level = grid.window_mean(i - F.LEVEL_WINDOW_H, i, s)
+        use_model = n_level >= F.MIN_LEVEL_HOURS
+        sub: dict[float, np.ndarray] = {}
+        if use_model.any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                sub = {a: np.asarray(b.predict(X[use_model]), dtype=float) for a, b in fitted.boosters.items()}
+        return X, level, n_level, use_model, sub
+
+    def _factors(self, grid: F.Grid, day: pd.Timestamp, j: int,
+                 covariates: pd.DataFrame | None = None) -> tuple[dict[float, float], str]:
+        """Calibration factors for sensor ``j``'s forecasts issued on ``day``, and how found.
+
+        Rolling (``ForecastConfig.rolling_calibration``): normalised CQR on the model's own
+        day-ahead forecasts for this sensor on the ``calibration_days`` before ``day`` that lie
+        after the data the model was trained on, against the counts observed then; at least
+        :data:`MIN_ROLLING_DAYS` days of them, else the fit's factors. Per sensor, so that a
+        sensor's forecast does not depend on which other sensors are forecast with it. The
+        forecasts of past days are computed once per sensor and day and kept.
+        """
+        fitted = self._require()
+        cfg = self.config
+        if not cfg.rolling_calibration:
+            return fitted.calibration, "fixed"
+        window = fitted.metadata["calibration_window"]
+        held_out = pd.Timestamp(window["end"] if cfg.refit_after_calibration else window["start"]).ceil("D")
+        start = max(day - pd.Timedelta(days=cfg.calibration_days), held_out)
+        days = pd.date_range(start, day - pd.Timedelta(days=1), freq="D")
+        if len(days) < MIN_ROLLING_DAYS:
+            return fitted.calibration, "fixed"
+        name = str(grid.sensors[j])
+        cache = self._fill_day_cache(grid, days[0], days[-1], covariates, only=j)
+        parts = [cache[(name, d)] for d in days]
+        y_w = np.concatenate([p[0] for p in parts])
+        if len(y_w) < 24 * MIN_ROLLING_DAYS:
+            return fitted.calibration, "fixed"
+        raw_w = {a: np.concatenate([p[1][a] for p in parts]) for a in _ALL_Q}
+        return _calibration_factors(y_w, raw_w), f"rolling {len(days)} d"
+
+    def _fill_day_cache(self, grid: F.Grid, first: pd.Timestamp, last: pd.Timestamp,
+                        covariates: pd.DataFrame | None = None, only: int | None = None) -> dict:
+        """Compute and keep the uncalibrated day-ahead forecasts (and the observed count / level)
+        of every sensor of ``grid`` (or sensor ``only``) for the issue days ``first``..``last``
+        that are not kept yet; returns the cache ``{(sensor, day): (y, {q: raw})}``."""
+        cache = self.__dict__.setdefault("_day_cache", {})
+        if len(cache) > 200_000:
+            cache.clear()
+        cols = range(len(grid.sensors)) if only is None else [only]
+        days = pd.date_range(pd.Timestamp(first).floor("D"), pd.Timestamp(last).floor("D"), freq="D")
+        todo = [(j, d) for j in cols for d in days if (str(grid.sensors[j]), d) not in cache]
+        if not todo:
+            return cache
+        lo, hi = min(d for _, d in todo), max(d for _, d in todo)
+        t, s, i = F.day_ahead_rows(grid, start=lo, end=hi + pd.Timedelta(days=1))
+        want = np.zeros(len(grid.sensors), dtype=bool)
+        want[[j for j, _ in todo]] = True
+        keep = want[s]
+        t, s, i = t[keep], s[keep], i[keep]
+        if len(t) == 0:
+            for j, d in todo:
+                cache[(str(grid.sensors[j]), d)] = (np.empty(0), {a: np.empty(0) for a in _ALL_Q})
+            return cache
+        _, level, _, use_model, sub = self._raw_rows(grid, t, s, i, covariates)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = grid.values[t, s] / level
+        ok = use_model & np.isfinite(y)
+        raw = {a: np.full(len(t), np.nan) for a in _ALL_Q}
+        for a in sub:
+            raw[a][use_model] = sub[a]
+        issue_day = np.asarray(grid.times[i].floor("D"))
+        for j, d in todo:
+            m = ok & (s == j) & (issue_day == np.datetime64(d))
+            cache[(str(grid.sensors[j]), d)] = (y[m], {a: raw[a][m] for a in _ALL_Q})
+        return cache
 
     @staticmethod
     def _cold_scale(

@@ -729,7 +729,9 @@ class CrowdService:
             country, tz = self._locale(conn)
             streams_all = [s for _, _, ss in todo.values() for s in ss]
             issue = pd.Timestamp(now).tz_convert(tz).tz_localize(None).floor("h")
-            hist = self.hourly(conn, streams_all, start=now - timedelta(days=31), end=now, tz=tz)
+            # the model's level and lags, and the window of its rolling interval calibration
+            hist_days = max(31, model.history_hours() // 24 + 2)
+            hist = self.hourly(conn, streams_all, start=now - timedelta(days=hist_days), end=now, tz=tz)
             cov = self.event_covariates(
                 conn,
                 streams_all,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -137,3 +139,34 @@ def test_parallel_fit_equals_sequential_fit(fitted) -> None:
     # the point model got more trees than each tail model (see ForecastConfig)
     trees = {a: m.num_trees() for a, m in model._fitted.boosters.items()}
     assert trees[0.5] > trees[0.9] > 0
+
+
+def test_rolling_calibration_uses_only_past_out_of_training_days(make_counts) -> None:
+    """Interval factors are re-fitted per sensor on the model's own forecasts of the days before
+    the issue that it was not trained on; later data changes nothing, too few days fall back."""
+    frame = make_counts(days=100)
+    train_end = pd.Timestamp("2024-03-11")  # 70 days
+    model = ForecastModel(FAST, dataset="synthetic").fit(frame[frame["timestamp"] < train_end], seed=1)
+    issue = pd.Timestamp("2024-04-01")
+    a = model.predict(frame, issue_time=issue)
+    cal = a.attrs["calibration"]
+    assert len(cal) == 3
+    day = next(iter(cal.values()))["2024-04-01"]
+    assert day["method"] == "rolling 14 d"
+    # factors differ per sensor
+    assert len({tuple(v["2024-04-01"].items()) for v in cal.values()}) > 1
+    # data from the issue time on is not used, neither by the forecast nor by its calibration
+    future = frame.copy()
+    future.loc[future["timestamp"] >= issue, "count"] = 1e6
+    b = model.predict(future, issue_time=issue)
+    cols = ["q0.025", "q0.1", "point", "q0.9", "q0.975"]
+    np.testing.assert_allclose(a[cols].to_numpy(), b[cols].to_numpy())
+    # a fresh model (no kept forecasts) computes the same factors
+    fresh = ForecastModel(FAST, dataset="synthetic").fit(frame[frame["timestamp"] < train_end], seed=1)
+    np.testing.assert_allclose(fresh.predict(frame, issue_time=issue)[cols].to_numpy(), a[cols].to_numpy())
+    # with rolling off, the fit's factors
+    off = ForecastModel(dataclasses.replace(FAST, rolling_calibration=False), dataset="synthetic")
+    off.fit(frame[frame["timestamp"] < train_end], seed=1)
+    c = off.predict(frame, issue_time=issue)
+    assert next(iter(c.attrs["calibration"].values()))["2024-04-01"]["method"] == "fixed"
+    assert not np.allclose(c["q0.975"].to_numpy(), a["q0.975"].to_numpy())
