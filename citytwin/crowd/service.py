@@ -17,6 +17,14 @@ Sources per zone
 Hourly series (model input)
     per counting Datastream: a line counter's persons/hour = mean count per observation ×
     3600 / ``interval_s``; an area counter's people present = mean count; per local hour.
+
+Weather (model input, when a weather stream exists)
+    air temperature and precipitation of the first weather station (lowest Thing id; feed
+    ``weather``, ``kind: weather_station``) as hourly means at the target hour. For the hours
+    ahead: the newest issue of the first weather forecast source (``kind: weather_forecast``)
+    where it covers the hour, else *diurnal persistence* (the same hour of the last observed
+    day), else missing. Every forecast says which of these it used (``weather``) and the model
+    info says how many training hours had weather.
 """
 
 from __future__ import annotations
@@ -184,6 +192,10 @@ def _origin(p: dict) -> str:
     if p.get("origin") in ("real", "replayed", "simulated"):
         return p["origin"]
     return "simulated" if p.get("simulated") else "replayed" if p.get("replayed") else "real"
+
+
+#: weather features of the crowd model ← the weather feed's stream keys
+WEATHER_FEATURES = {"temperature_c": "temperature", "precipitation_mm_h": "precipitation"}
 
 
 class CrowdService:
@@ -451,7 +463,7 @@ class CrowdService:
             exclude_periods=(),
             country=country or "NZ",
             subdiv=None,
-            extra_features=("event_visitors",),
+            extra_features=("event_visitors", *WEATHER_FEATURES),
             num_threads=1,
         )
 
@@ -485,6 +497,152 @@ class CrowdService:
             return pd.DataFrame({"timestamp": hours, "sensor": "", "event_visitors": 0.0})
         return pd.concat(rows, ignore_index=True)
 
+    def _weather_sources(self, conn: sa.Connection) -> dict[str, dict]:
+        """``{"station"|"forecast": {"name", "origin", "streams": {feature: datastream id}}}``
+        of the first weather station and the first weather forecast (lowest Thing id)."""
+        things = {
+            r.id: (r.name, r.properties or {})
+            for r in conn.execute(
+                sa.select(sta_things.c.id, sta_things.c.name, sta_things.c.properties)
+                .order_by(sta_things.c.id)
+            )
+            if (r.properties or {}).get("feed") == "weather"
+        }
+        if not things:
+            return {}
+        key_of = {v: k for k, v in WEATHER_FEATURES.items()}
+        by_thing: dict[int, dict[str, int]] = {}
+        for r in conn.execute(
+            sa.select(
+                sta_datastreams.c.id, sta_datastreams.c.thing_id, sta_datastreams.c.properties
+            ).where(sta_datastreams.c.thing_id.in_(list(things)))
+        ):
+            feat = key_of.get((r.properties or {}).get("stream"))
+            if feat is not None:
+                by_thing.setdefault(r.thing_id, {})[feat] = r.id
+        out: dict[str, dict] = {}
+        for tid in sorted(by_thing):
+            name, props = things[tid]
+            role = "forecast" if props.get("kind") == "weather_forecast" else "station"
+            if role not in out:
+                out[role] = {"thing_id": tid, "name": name, "origin": _origin(props),
+                             "streams": by_thing[tid]}
+        return out
+
+    @staticmethod
+    def _hourly_weather(
+        conn: sa.Connection, ds: int, *, start: datetime, end: datetime, tz: str,
+        newest_issue: bool = False,
+    ) -> pd.Series:
+        """Hourly mean (naive local hour → value) of one weather Datastream in [start, end);
+        ``newest_issue`` keeps, per hour, only the values of the latest ``resultTime`` (a
+        forecast issued again replaces the older issue)."""
+        ob = sta_observations
+        rows = conn.execute(
+            sa.select(ob.c.phenomenon_time, ob.c.result_time, ob.c.result_number).where(
+                ob.c.datastream_id == ds,
+                ob.c.phenomenon_time >= start,
+                ob.c.phenomenon_time < end,
+                ob.c.result_number.is_not(None),
+            )
+        ).all()
+        if not rows:
+            return pd.Series(dtype=float)
+        df = pd.DataFrame([tuple(r) for r in rows], columns=["t", "rt", "v"])
+        df["h"] = _to_local(df["t"], tz).floor("h")
+        if newest_issue:
+            rt = pd.to_datetime(df["rt"].fillna(df["t"]), utc=True)
+            df = df[rt == rt.groupby(df["h"]).transform("max")]
+        return df.groupby("h")["v"].mean().astype(float)
+
+    def weather_covariates(
+        self,
+        conn: sa.Connection,
+        *,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        tz: str,
+        issue: pd.Timestamp | None = None,
+    ) -> tuple[pd.DataFrame, dict]:
+        """Weather features for every local hour of [start, end), and where they came from.
+
+        Hours before ``issue`` (all hours when ``issue`` is None) take the station's
+        observations; hours from ``issue`` on take the weather forecast, else the same hour of
+        the last observed day (diurnal persistence), else stay missing.
+
+        Returns
+        -------
+        (pandas.DataFrame, dict)
+            ``timestamp`` plus one column per :data:`WEATHER_FEATURES`; and ``station``,
+            ``forecast`` (names with origin, or None) and ``hours``: per feature the number
+            of hours ``observed``, ``forecast``, ``persistence`` and ``missing``.
+        """
+        hours = pd.date_range(pd.Timestamp(start).floor("h"), end, freq="h", inclusive="left")
+        if not len(hours):
+            raise CrowdError("weather covariates: empty period (end must be after start)",
+                             field="end")
+        src = self._weather_sources(conn)
+        st, fc = src.get("station"), src.get("forecast")
+        frame = pd.DataFrame({"timestamp": hours})
+        info: dict[str, Any] = {
+            "station": None if st is None else f"{st['name']} ({st['origin']})",
+            "forecast": None if fc is None else f"{fc['name']} ({fc['origin']})",
+            "hours": {},
+        }
+        a_utc, b_utc = _local_to_utc(hours[0], tz), _local_to_utc(end, tz)
+        cut = hours[-1] + pd.Timedelta(hours=1) if issue is None else pd.Timestamp(issue)
+        future = hours >= cut
+        for feat in WEATHER_FEATURES:
+            src_of = np.full(len(hours), "missing", dtype=object)
+            vals = np.full(len(hours), np.nan)
+            if st is not None and feat in st["streams"]:
+                obs = self._hourly_weather(conn, st["streams"][feat], start=a_utc,
+                                           end=min(b_utc, _local_to_utc(cut, tz)), tz=tz)
+                vals = obs.reindex(hours).to_numpy(dtype=float, copy=True)
+                vals[future] = np.nan
+                src_of[~np.isnan(vals)] = "observed"
+            if future.any() and fc is not None and feat in fc["streams"]:
+                f = self._hourly_weather(conn, fc["streams"][feat], start=_local_to_utc(cut, tz),
+                                         end=b_utc, tz=tz, newest_issue=True)
+                fv = f.reindex(hours).to_numpy(dtype=float, copy=True)
+                take = future & np.isnan(vals) & ~np.isnan(fv)
+                vals[take] = fv[take]
+                src_of[take] = "forecast"
+            past = ~future & ~np.isnan(vals)
+            if future.any() and past.any():
+                # the same hour of the last observed day (daily cycle kept)
+                last = int(np.flatnonzero(past)[-1])
+                for j in np.flatnonzero(future & np.isnan(vals)):
+                    k = j - 24 * int(np.ceil((j - last) / 24))
+                    while k >= 0 and np.isnan(vals[k]) and k > last - 24 * 7:
+                        k -= 24
+                    if k >= 0 and past[k]:
+                        vals[j] = vals[k]
+                        src_of[j] = "persistence"
+            frame[feat] = vals
+            info["hours"][feat] = {
+                k: int((src_of == k).sum()) for k in ("observed", "forecast", "persistence", "missing")
+            }
+            info.setdefault("ahead", {})[feat] = {
+                k: int((src_of[future] == k).sum()) for k in ("forecast", "persistence", "missing")
+            }
+        return frame, info
+
+    def covariates(
+        self,
+        conn: sa.Connection,
+        streams: list[_Stream],
+        *,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        tz: str,
+        issue: pd.Timestamp | None = None,
+    ) -> tuple[pd.DataFrame, dict]:
+        """Event and weather covariates per sensor and local hour (see the two parts)."""
+        ev = self.event_covariates(conn, streams, start=start, end=end, tz=tz)
+        wx, info = self.weather_covariates(conn, start=start, end=end, tz=tz, issue=issue)
+        return ev.merge(wx, on="timestamp", how="left"), info
+
     def train(self, *, now: datetime | None = None, progress: bool = False) -> dict:
         """Train the global model on the twin's counting-camera history; store file and row.
 
@@ -507,7 +665,7 @@ class CrowdService:
             )
             if frame.empty:
                 raise CrowdError("the counting cameras have no observations yet", field="history")
-            cov = self.event_covariates(
+            cov, wx = self.covariates(
                 conn,
                 streams,
                 start=frame["timestamp"].min(),
@@ -532,6 +690,11 @@ class CrowdService:
             "country": country,
             "timezone": tz,
             "event_hours_in_training": int((cov["event_visitors"] > 0).sum()),
+            # hours of the training window with observed weather (station, origin)
+            "weather_in_training": {
+                "station": wx["station"],
+                "hours": {k: v["observed"] for k, v in wx["hours"].items()},
+            },
             "config": meta["config"],
             "calibration_factors": meta["calibration_factors"],
         }
@@ -732,12 +895,13 @@ class CrowdService:
             # the model's level and lags, and the window of its rolling interval calibration
             hist_days = max(31, model.history_hours() // 24 + 2)
             hist = self.hourly(conn, streams_all, start=now - timedelta(days=hist_days), end=now, tz=tz)
-            cov = self.event_covariates(
+            cov, wx = self.covariates(
                 conn,
                 streams_all,
                 start=issue - pd.Timedelta(days=30),
                 end=issue + pd.Timedelta(hours=H),
                 tz=tz,
+                issue=issue,
             )
             events = self.list_events(
                 conn=conn, start=now - timedelta(hours=history_h), end=now + timedelta(hours=H)
@@ -814,6 +978,7 @@ class CrowdService:
             out.update(
                 errors=errors,
                 events=[e for e in events if e["zone_id"] == zid],
+                weather=self._weather_note(wx, model, issue=issue, horizon_h=H),
                 skill=[r for r in skill if r["zone_id"] == zid],
                 stale_allowed=allow_stale,
                 stale=any(
@@ -829,6 +994,19 @@ class CrowdService:
                 for out in done.values():
                     self._store(conn, out)
         return done, failed
+
+    @staticmethod
+    def _weather_note(wx: dict, model: ForecastModel, *, issue: pd.Timestamp, horizon_h: int) -> dict:
+        """What the forecast knew of the weather: station, forecast source, and per feature the
+        hours ahead taken from the forecast, from persistence, or missing."""
+        used = [f for f in WEATHER_FEATURES if f in model.config.extra_features]
+        ahead = {f: wx["ahead"][f] for f in used}
+        return {
+            "used_by_model": bool(used),
+            "station": wx["station"],
+            "forecast": wx["forecast"],
+            "hours_ahead": ahead,
+        }
 
     def _predict_sensors(
         self,

@@ -133,6 +133,10 @@ def test_crowd_panel_levels_slider_chart_and_ack(browser, crowd_twin, screenshot
         assert chart.locator("[data-testid=crowd-history]").count() == 1
         assert chart.locator("[data-testid=crowd-threshold-red]").count() == 1
         assert page.get_by_test_id("crowd-skill-mase").inner_text().strip() != ""
+        # which weather the forecast knew (this twin has no weather station)
+        assert page.get_by_test_id("crowd-weather-input").inner_text().startswith(
+            "weather: no weather station"
+        )
 
         # the time slider recolours the zones by forecast level
         levels = page.evaluate("""async () => {

@@ -181,3 +181,23 @@ def test_sensors_overview_reports_origin_age_and_staleness(city_client):
     assert ws["value"] == 76.0 and ws["stale"] and ws["age_s"] > 3600 and "impossible" in ws["flags"]
     assert ws["unit"] == "m/s" and ws["expected_interval_s"] == 60
     assert city_client.get("/api/feeds/sensors").status_code == 401
+
+
+def test_weather_forecast_source_takes_hourly_issues_all_or_nothing(city_client, city_engine):
+    op = auth(city_client, "operator")
+    f = register(city_client, op, kind="weather", name="met forecast", lon=24.94, lat=60.17,
+                 origin="simulated", forecast=True)
+    assert set(f["datastreams"]) == {"temperature", "precipitation"}
+    assert f["properties"]["kind"] == "weather_forecast"
+    hours = [{"time": f"2025-01-01T{h:02d}:00:00Z", "temperature_c": 1.5, "precipitation_mm_h": 0.2}
+             for h in range(3)]
+    before = n_obs(city_engine)
+    r = city_client.post(f"/api/feeds/weather/{f['thing_id']}", json=hours, headers=op)
+    assert r.status_code == 201 and r.json()["stored"] == 6 and n_obs(city_engine) == before + 6
+    r = city_client.post(f"/api/feeds/weather/{f['thing_id']}",
+                         json=[*hours, {"time": "2025-01-01T04:00:00Z", "wind_speed_m_s": 3}], headers=op)
+    assert r.status_code == 422 and r.json()["fields"] == ["[3].wind_speed_m_s"]
+    assert n_obs(city_engine) == before + 6
+    r = city_client.post("/api/feeds/sources", json={"kind": "weather", "name": "bad forecast", "lon": 24.94,
+                                                     "lat": 60.17, "forecast": "yes"}, headers=op)
+    assert r.status_code == 422 and r.json()["fields"] == ["forecast"]

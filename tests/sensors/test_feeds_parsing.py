@@ -133,3 +133,21 @@ def test_appgps_aggregates_validated_and_raw_positions_refused():
         parse_aggregates({"aggregates": [{"zone_id": 1, "hour": "2025-06-01T14:30:00Z", "count": 3}]})
     with pytest.raises(FeedError, match="missing required fields"):
         parse_aggregates({"aggregates": [{"zone_id": 1}]})
+
+
+def test_weather_forecast_items_take_hourly_lists_and_only_their_quantities():
+    src = Source(thing_id=1, name="s", kind="weather", properties={"kind": "weather_forecast"},
+                 streams={"temperature": 1, "precipitation": 2})
+    now = datetime(2026, 3, 10, 6, 0, tzinfo=UTC)
+    items = weather_items(src, [{"time": "2026-03-10T07:00:00Z", "temperature_c": 4.5, "precipitation_mm_h": 0.0},
+                                {"time": "2026-03-10T08:00:00Z", "precipitation_mm_h": 2.5}], now=now)
+    assert [(i["Datastream"]["@iot.id"], i["result"]) for i in items] == [(1, 4.5), (2, 0.0), (2, 2.5)]
+    # the issue time marks which forecast of an hour is the newest
+    assert {i["resultTime"] for i in items} == {"2026-03-10T06:00:00Z"}
+    with pytest.raises(FeedError, match=r"\[1\]\.wind_speed_m_s: unknown quantity; accepted: temperature_c, precipitation_mm_h"):
+        weather_items(src, [{"time": "2026-03-10T07:00:00Z", "temperature_c": 4.5},
+                            {"time": "2026-03-10T08:00:00Z", "wind_speed_m_s": 3.0}], now=now)
+    with pytest.raises(FeedError, match=r"\[0\]\.time: each forecast hour needs its time"):
+        weather_items(src, [{"temperature_c": 4.5}], now=now)
+    with pytest.raises(FeedError, match="non-empty JSON array"):
+        weather_items(src, [], now=now)

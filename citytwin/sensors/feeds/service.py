@@ -77,8 +77,9 @@ def register_from_spec(svc: StaService, spec: Any) -> Source:
                                            retention_days=_num(spec, "retention_days", parking.DEFAULT_RETENTION_DAYS),
                                            interval_s=_num(spec, "interval_s", 300.0), origin=origin, conn=conn)
         if kind == "weather":
-            return weather.register_station(svc, name=name, lon=lon, lat=lat, interval_s=_num(spec, "interval_s", 600.0),
-                                            origin=origin, conn=conn)
+            return weather.register_station(svc, name=name, lon=lon, lat=lat,
+                                            interval_s=_num(spec, "interval_s", 3600.0 if spec.get("forecast") else 600.0),
+                                            origin=origin, forecast=spec.get("forecast", False), conn=conn)
         if kind == "gbfs":
             city = first_city(conn)
             return gbfs.register_system(svc, name=name, lon=lon, lat=lat, city_id=city["id"] if city else None,

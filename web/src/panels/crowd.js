@@ -275,6 +275,7 @@ registerPanel({
       chartBox.append(el('p', { class: 'small' }, `P(red or worse) within 24 h: up to ${pct(p)} · model ${fc.model_version} trained ${fc.training_window.start} … ${fc.training_window.end}`,
         fc.replayed ? ' · REPLAYED data' : '', fc.stale ? ' · forecast on STALE input' : ''));
       chartBox.append(el('p', { class: 'muted small' }, 'bands: 80 % (dark) and 95 % (light); dashed: amber/red/critical thresholds; shaded: events'));
+      chartBox.append(el('p', { class: 'muted small', testid: 'crowd-weather-input' }, weatherText(fc.weather)));
       const zs = (fc.skill || []).find((s) => s.datastream_id === null);
       if (zs) {
         skillBox.append(el('table', { class: 'crowd-skill-table' },
@@ -285,6 +286,17 @@ registerPanel({
       } else {
         skillBox.append(el('p', { class: 'muted small' }, 'no backtest skill yet (retrain to compute it)'));
       }
+    }
+
+    function weatherText(w) {
+      if (!w || !w.station) return 'weather: no weather station — forecast without weather';
+      if (!w.used_by_model) return `weather: ${w.station}, not used by this model (retrain to use it)`;
+      const a = w.hours_ahead.temperature_c || {};
+      const parts = [];
+      if (a.forecast) parts.push(`${a.forecast} h from ${w.forecast}`);
+      if (a.persistence) parts.push(`${a.persistence} h persistence of the last observed day (no weather forecast)`);
+      if (a.missing) parts.push(`${a.missing} h without weather`);
+      return `weather: ${w.station}; hours ahead: ${parts.join(', ') || 'none'}`;
     }
 
     async function loadAlerts() {
