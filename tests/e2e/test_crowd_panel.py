@@ -37,7 +37,7 @@ def crowd_twin(request, tmp_path):
     from citytwin.crowd.service import CrowdService, default_settings
     from citytwin.settings import Settings
     from citytwin.store.schema import zones
-    from tests.crowd._twin import copy_engine, seed_camera
+    from tests.crowd._twin import copy_engine, seed_camera, seed_garage
     from tests.e2e.conftest import ADMIN, _missing
 
     if not (STATIC_DIR / "index.html").exists():
@@ -68,6 +68,7 @@ def crowd_twin(request, tmp_path):
             .where(zones.c.id == ZONE)
             .values(thresholds={"amber": 0.25 * peak, "red": 0.5 * peak, "critical": 2.0 * peak})
         )
+    seed_garage(engine, now=now, days=35, name="square garage", zone_id=ZONE)
     settings = Settings(data_dir=tmp_path, secret_key="x" * 40)
     svc = CrowdService(engine, default_settings(settings))
     svc.train(now=now)
@@ -133,6 +134,10 @@ def test_crowd_panel_levels_slider_chart_and_ack(browser, crowd_twin, screenshot
         assert chart.locator("[data-testid=crowd-history]").count() == 1
         assert chart.locator("[data-testid=crowd-threshold-red]").count() == 1
         assert page.get_by_test_id("crowd-skill-mase").inner_text().strip() != ""
+        # the garage: occupancy now and when the garages' model expects it full
+        garage = page.get_by_test_id("crowd-parking").get_by_test_id("crowd-garage-forecast")
+        garage.wait_for(state="visible")
+        assert "P(full within 24 h)" in garage.inner_text(), garage.inner_text()
         # which weather the forecast knew (this twin has no weather station)
         assert page.get_by_test_id("crowd-weather-input").inner_text().startswith(
             "weather: no weather station"

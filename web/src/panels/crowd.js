@@ -143,6 +143,7 @@ registerPanel({
     const evEnd = el('input', { type: 'datetime-local', testid: 'crowd-event-end' });
     const evVisitors = el('input', { type: 'number', min: '0', step: '1', placeholder: 'expected visitors', testid: 'crowd-event-visitors' });
     const evError = el('p', { class: 'error', testid: 'crowd-event-error', hidden: true });
+    const parkingBox = el('ul', { class: 'crowd-parking', testid: 'crowd-parking' });
     const modelInfo = el('p', { class: 'muted small', testid: 'crowd-model' });
     const trainBtn = el('button', { type: 'button', testid: 'crowd-train' }, 'Retrain now');
     const trainMsg = el('span', { class: 'muted small', testid: 'crowd-train-msg' });
@@ -159,6 +160,7 @@ registerPanel({
         evName, el('label', { class: 'small' }, 'start ', evStart), el('label', { class: 'small' }, 'end ', evEnd), evVisitors,
         el('button', { type: 'submit', testid: 'crowd-event-add' }, 'Add event (selected zone)')),
       evError, eventsList,
+      el('h3', {}, 'Parking: full in how long'), parkingBox,
       el('h3', {}, 'Model'), modelInfo, el('div', { class: 'crowd-row' }, trainBtn, trainMsg),
     );
 
@@ -299,6 +301,30 @@ registerPanel({
       return `weather: ${w.station}; hours ahead: ${parts.join(', ') || 'none'}`;
     }
 
+    function parkingForecastText(g) {
+      const f = g.forecast || {};
+      if (f.error) return `no forecast: ${f.error}`;
+      const full = f.full_in_h === null
+        ? 'not expected full in 24 h'
+        : f.full_in_h === 0 ? 'expected full this hour' : `expected full from ${new Date(f.full_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })} (in ${f.full_in_h} h)`;
+      const cold = f.method === 'cold_start' ? ' · COLD START (under two weeks of history)' : '';
+      return `${full} · P(full within 24 h) ${pct(f.p_full_horizon)}${cold}`;
+    }
+
+    async function loadParking() {
+      const res = await api.get('/api/crowd/parking');
+      parkingBox.replaceChildren();
+      if (!res.garages.length) parkingBox.append(el('li', { class: 'muted' }, 'no parking garages'));
+      for (const g of res.garages) {
+        const now = g.occupied === null ? 'no data' : `${fmt0.format(g.occupied)} / ${fmt0.format(g.capacity)} occupied`;
+        const trend = g.full_in_min === null ? '' : ` · full in ~${fmt0.format(g.full_in_min)} min at the last hour's rate`;
+        parkingBox.append(el('li', { testid: `crowd-garage-${g.datastream_id}` },
+          el('strong', {}, g.name), ` ${g.origin !== 'real' ? g.origin.toUpperCase() : ''} · ${now}${trend}`,
+          g.stale ? ' · STALE' : '', el('br'),
+          el('span', { class: 'muted small', testid: 'crowd-garage-forecast' }, parkingForecastText(g))));
+      }
+    }
+
     async function loadAlerts() {
       const res = await api.get('/api/crowd/alerts', { status: 'active' });
       alertsBox.replaceChildren();
@@ -383,7 +409,8 @@ registerPanel({
 
     async function refreshAll() {
       await loadNowcast();
-      await Promise.all([loadForecastLevels(), loadAlerts(), loadEvents(), loadModel()]);
+      await Promise.all([loadForecastLevels(), loadAlerts(), loadEvents(), loadModel(),
+        loadParking().catch((err) => parkingBox.replaceChildren(el('li', { class: 'error' }, `parking: ${err.message}`)))]);
       paintZones();
       await loadZone();
       container.dataset.ready = 'true';
