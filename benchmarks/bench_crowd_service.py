@@ -106,7 +106,7 @@ def main() -> None:
     from citytwin.city.osm import default_pbf
     from citytwin.city.service import import_osm
     from citytwin.crowd.forecast import ForecastModel
-    from citytwin.crowd.service import CrowdService, CrowdSettings
+    from citytwin.crowd.service import WEATHER_FEATURES, CrowdService, CrowdSettings
     from citytwin.sensors.replay import replay_aligned
     from citytwin.sensors.service import StaService
     from citytwin.store import make_engine, migrate
@@ -183,6 +183,15 @@ def main() -> None:
         old = _prebatch_module()
         if old is not None:
             osvc = old.CrowdService(engine, svc.settings)
+            ev = osvc.event_covariates
+
+            def event_and_weather(*a, **k):
+                # the old service knew only events; today's model also asks for the weather
+                # columns (this twin has no weather station: all missing, as in the new path)
+                cov = ev(*a, **k)
+                return cov.assign(**{c: float("nan") for c in WEATHER_FEATURES})
+
+            osvc.event_covariates = event_and_weather
 
             def prebatch():
                 for z in zids:
