@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     #: MQTT Observations must carry an API key (MQTT 5 user property ``authorization``); turn off
     #: only behind a broker that authorises each publisher's topics itself
     mqtt_require_key: bool = True
+    #: the city's school-holiday region as the ``holidays`` package names it (e.g. ``Midden``
+    #: for The Hague, ``BE`` for Berlin); None where the country needs none or has no calendar
+    school_region: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 

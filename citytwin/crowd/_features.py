@@ -103,13 +103,63 @@ class Grid:
         return out
 
 
-class HolidayCalendar:
-    """Public holidays of a country/subdivision (``holidays`` package) as a date lookup."""
+def school_calendar_known(country: str | None, subdiv: str | None) -> str | None:
+    """Why the ``holidays`` package cannot give school holidays for ``country``/``subdiv``, or
+    None when it can (it has a school calendar for that country and region this year)."""
+    import holidays
 
-    def __init__(self, *, country: str, subdiv: str | None) -> None:
+    if not country:
+        return "no country known for the city"
+    try:
+        cal = holidays.country_holidays(country, subdiv=subdiv, years=date.today().year,
+                                        categories=("school",))
+    except NotImplementedError:
+        subs = holidays.list_supported_countries().get(country)
+        if subs is None:
+            return f"the holidays package has no calendar for {country}"
+        return f"the holidays package has no region {subdiv!r} for {country}; one of: " + ", ".join(subs)
+    except ValueError as exc:  # category or subdivision not supported
+        return f"the holidays package has no school holidays for {country}" + (
+            f"/{subdiv}" if subdiv else "") + f" ({exc})"
+    if not len(cal):
+        cls = type(cal)
+        subs = ", ".join(getattr(cls, "subdivisions", ()) or ())
+        return (f"no school holidays for {country} without a region; set one of: {subs}"
+                if subdiv is None and subs else f"no school holidays listed for {country}")
+    return None
+
+
+class HolidayCalendar:
+    """Public holidays of a country/subdivision (``holidays`` package) as a date lookup; with
+    ``school=(country, subdivision)`` also that region's school holidays."""
+
+    def __init__(
+        self, *, country: str, subdiv: str | None, school: tuple[str, str | None] | None = None
+    ) -> None:
         self.country = country
         self.subdiv = subdiv
+        self.school = school
         self._cache: dict[int, set[date]] = {}
+        self._school_cache: dict[int, set[date]] = {}
+
+    def school_flags(self, days: np.ndarray) -> np.ndarray:
+        """1.0 where the ``datetime64[D]`` day is a school holiday, else 0.0 (needs ``school``)."""
+        import holidays
+
+        assert self.school is not None
+        days = np.asarray(days, dtype="datetime64[D]")
+        years = np.unique(days.astype("datetime64[Y]").astype(int) + 1970)
+        missing = [int(y) for y in years if int(y) not in self._school_cache]
+        if missing:
+            country, subdiv = self.school
+            cal = holidays.country_holidays(country, subdiv=subdiv, years=missing,
+                                            categories=("school",))
+            for y in missing:
+                self._school_cache[y] = {d for d in cal if d.year == y}
+        all_days = np.array(
+            sorted(d for y in years for d in self._school_cache[int(y)]), dtype="datetime64[D]"
+        )
+        return np.isin(days, all_days).astype(np.float64)
 
     def flags(self, days: np.ndarray) -> np.ndarray:
         """1.0 where the ``datetime64[D]`` day is a public holiday, else 0.0."""
@@ -153,7 +203,8 @@ def build_features(
     Returns
     -------
     (pandas.DataFrame, numpy.ndarray)
-        Features (columns :data:`BASE_FEATURES`) and the level used to scale them.
+        Features (columns :data:`BASE_FEATURES`, plus ``school_hol`` when the calendar has
+        school holidays) and the level used to scale them.
     """
     t = np.asarray(t, dtype=np.int64)
     s = np.asarray(s, dtype=np.int64)
@@ -216,6 +267,8 @@ def build_features(
         f["lev1_vs_lastweek"] = lev1 / np.maximum(lev1_lw, LEVEL_FLOOR)
         f["lev7_vs_prev7"] = lev7 / np.maximum(lev7_prev, LEVEL_FLOOR)
     frame = pd.DataFrame({k: f[k] for k in BASE_FEATURES})
+    if calendar.school is not None:  # only where the school calendar is known
+        frame["school_hol"] = calendar.school_flags(day)
     return frame, np.where(n_level >= 1, lev, np.nan)
 
 

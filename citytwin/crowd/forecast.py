@@ -160,6 +160,9 @@ class ForecastConfig:
     #: Public-holiday calendar (``holidays`` country code and subdivision).
     country: str = "NZ"
     subdiv: str | None = "AUK"
+    #: School holidays as a feature (``school_hol``): ``(country, region)`` of the ``holidays``
+    #: package's school calendar, or None where it is not known (the feature is then absent).
+    school_calendar: tuple[str, str | None] | None = None
     #: Extra covariate columns (events, weather) expected in ``covariates`` frames.
     extra_features: tuple[str, ...] = ()
     #: Weight rows by level / in-sample seasonal-naive MAE (MASE-consistent loss).
@@ -334,7 +337,10 @@ class ForecastModel:
         self.config = config or ForecastConfig()
         self.dataset = dataset
         self._fitted: _Fitted | None = None
-        self._calendar = F.HolidayCalendar(country=self.config.country, subdiv=self.config.subdiv)
+        self._calendar = F.HolidayCalendar(
+            country=self.config.country, subdiv=self.config.subdiv,
+            school=self.config.school_calendar,
+        )
 
     # ----------------------------------------------------------------- fitting
     def fit(
@@ -857,6 +863,8 @@ class ForecastModel:
         cfg_d = payload["config"]
         cfg_d["exclude_periods"] = tuple(tuple(p) for p in cfg_d["exclude_periods"])
         cfg_d["extra_features"] = tuple(cfg_d["extra_features"])
+        if cfg_d.get("school_calendar") is not None:
+            cfg_d["school_calendar"] = tuple(cfg_d["school_calendar"])
         model = cls(ForecastConfig(**cfg_d), dataset=payload["dataset"])
         model._fitted = _Fitted(
             boosters={a: lgb.Booster(model_str=s) for a, s in payload["boosters"].items()},

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from citytwin.crowd import _features as F
 from citytwin.crowd import alerts as A
 from citytwin.crowd.backtest import backtest_frame
 from citytwin.crowd.forecast import (
@@ -117,6 +118,8 @@ class CrowdSettings:
     refresh_s: float = 600.0
     retrain_after_h: float = 24.0
     first_run_delay_s: float = 120.0
+    #: school-holiday region of the city (``holidays`` subdivision, e.g. "Midden" in NL)
+    school_region: str | None = None
 
 
 def city_locale(city: dict) -> tuple[str | None, str]:
@@ -466,9 +469,15 @@ class CrowdService:
             exclude_periods=(),
             country=country or "NZ",
             subdiv=None,
+            school_calendar=None if self.school_holidays_unknown(country) else (
+                country, self.settings.school_region),
             extra_features=("event_visitors", *WEATHER_FEATURES),
             num_threads=1,
         )
+
+    def school_holidays_unknown(self, country: str | None) -> str | None:
+        """Why school holidays are not a model input for this city, or None when they are."""
+        return F.school_calendar_known(country, self.settings.school_region)
 
     def event_covariates(
         self,
@@ -658,12 +667,18 @@ class CrowdService:
         Raises
         ------
         CrowdError
-            No counting cameras or fewer than two weeks of usable history (field ``history``).
+            No counting cameras or fewer than two weeks of usable history (field ``history``);
+            a ``school_region`` the ``holidays`` package has no school calendar for (field
+            ``school_region``).
         """
         now = now or datetime.now(UTC)
         s = self.settings
         with self.engine.connect() as conn:
             country, tz = self._locale(conn)
+            if s.school_region:  # a region that was set must be usable, not quietly ignored
+                why = self.school_holidays_unknown(country)
+                if why is not None:
+                    raise CrowdError(f"school_region: {why}", field="school_region")
             streams = self._counters(conn)
             if not streams:
                 raise CrowdError(
@@ -708,6 +723,11 @@ class CrowdService:
             "config": meta["config"],
             "calibration_factors": meta["calibration_factors"],
             "parking_model": parking_info,
+            "school_holidays": {
+                "calendar": None if cfg.school_calendar is None
+                else "/".join(x for x in cfg.school_calendar if x),
+                "why_not": self.school_holidays_unknown(country),
+            },
         }
         with self.engine.begin() as conn:
             conn.execute(crowd_models.delete().where(crowd_models.c.version == meta["version"]))
@@ -1044,6 +1064,8 @@ class CrowdService:
                 errors=errors,
                 events=[e for e in events if e["zone_id"] == zid],
                 weather=self._weather_note(wx, model, issue=issue, horizon_h=H),
+                school_holidays=None if model.config.school_calendar is None
+                else "/".join(x for x in model.config.school_calendar if x),
                 skill=[r for r in skill if r["zone_id"] == zid],
                 stale_allowed=allow_stale,
                 stale=any(
@@ -1850,7 +1872,8 @@ class CrowdScheduler:
 def default_settings(app_settings: Any) -> CrowdSettings:
     """Crowd settings from the app's :class:`citytwin.settings.Settings`."""
     return CrowdSettings(
-        data_dir=Path(app_settings.data_dir), mqtt_url=getattr(app_settings, "mqtt_url", None)
+        data_dir=Path(app_settings.data_dir), mqtt_url=getattr(app_settings, "mqtt_url", None),
+        school_region=getattr(app_settings, "school_region", None),
     )
 
 

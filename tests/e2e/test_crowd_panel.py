@@ -138,6 +138,9 @@ def test_crowd_panel_levels_slider_chart_and_ack(browser, crowd_twin, screenshot
         garage = page.get_by_test_id("crowd-parking").get_by_test_id("crowd-garage-forecast")
         garage.wait_for(state="visible")
         assert "P(full within 24 h)" in garage.inner_text(), garage.inner_text()
+        # Finland: the holidays package has no school calendar for it, and the panel says so
+        assert "not known" in page.get_by_test_id("crowd-school-input").inner_text()
+        assert "no school holidays: " in page.get_by_test_id("crowd-model").inner_text()
         # which weather the forecast knew (this twin has no weather station)
         assert page.get_by_test_id("crowd-weather-input").inner_text().startswith(
             "weather: no weather station"

@@ -278,6 +278,9 @@ registerPanel({
         fc.replayed ? ' · REPLAYED data' : '', fc.stale ? ' · forecast on STALE input' : ''));
       chartBox.append(el('p', { class: 'muted small' }, 'bands: 80 % (dark) and 95 % (light); dashed: amber/red/critical thresholds; shaded: events'));
       chartBox.append(el('p', { class: 'muted small', testid: 'crowd-weather-input' }, weatherText(fc.weather)));
+      chartBox.append(el('p', { class: 'muted small', testid: 'crowd-school-input' }, fc.school_holidays
+        ? `school holidays: ${fc.school_holidays} (holidays package)`
+        : 'school holidays: not known for this city (see the model info)'));
       const zs = (fc.skill || []).find((s) => s.datastream_id === null);
       if (zs) {
         skillBox.append(el('table', { class: 'crowd-skill-table' },
@@ -383,10 +386,16 @@ registerPanel({
       }
     }
 
+    function schoolText(sh) {
+      if (!sh) return '';
+      return sh.calendar ? ` · school holidays: ${sh.calendar}` : ` · no school holidays: ${sh.why_not}`;
+    }
+
     async function loadModel() {
       const m = await api.get('/api/crowd/model');
       modelInfo.textContent = m.model
         ? `model ${m.model.version}, trained on ${m.model.training_start} … ${m.model.training_end} (${m.model.n_sensors} sensors)`
+          + schoolText(m.model.info?.school_holidays)
         : 'no model trained yet';
     }
 
